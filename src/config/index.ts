@@ -1,0 +1,11 @@
+/**
+ * Configuration: one declaration per option, parsed once with zod, then frozen.
+ * @example
+ * const config = loadConfig({ cmdline: readFileSync('/proc/cmdline', 'utf8'), env: process.env });
+ * @module
+ */
+export { loadConfig, readConfigFile, formatHelp } from './load.ts';
+export { parseKernelCmdline } from './cmdline.ts';
+export { OPTIONS, envName, parseBool, ENV_PREFIX } from './options.ts';
+export type { Config, OptionDef, OptionKey } from './options.ts';
+export type { ConfigSources } from './load.ts';

@@ -1,0 +1,157 @@
+/**
+ * Every configuration option, declared once: its file key, kernel command-line name,
+ * environment variable, type, default and help. `--help`, the README table and the zod
+ * schema are all generated from this list.
+ * @module
+ */
+import { z } from 'zod';
+
+export type OptionKind = 'string' | 'int' | 'number' | 'bool' | 'list' | 'enum' | 'url-list';
+
+export interface OptionDef {
+  /** snake_case name: the key in the JSON config file and in the frozen Config. */
+  key: string;
+  /** Kernel command-line word (IPA's spelling where IPA has the option). */
+  cmdline?: string;
+  kind: OptionKind;
+  default?: string | number | boolean | readonly string[];
+  choices?: readonly string[];
+  min?: number;
+  max?: number;
+  help: string;
+}
+
+export const ENV_PREFIX = 'BOOTC_AGENT_';
+
+export function envName(def: OptionDef): string {
+  return ENV_PREFIX + def.key.toUpperCase();
+}
+
+export const OPTIONS = [
+  { key: 'api_url', cmdline: 'ipa-api-url', kind: 'url-list', help: 'Ironic API URL(s), comma-separated; tried in order. Without it the agent serves its API but does not look up or heartbeat (standalone).' },
+  { key: 'insecure', cmdline: 'ipa-insecure', kind: 'bool', default: false, help: 'Do not verify TLS certificates of the Ironic API.' },
+  { key: 'ca_file', cmdline: 'bootc-agent-ca-file', kind: 'string', help: 'PEM file of extra CAs trusted for the Ironic API.' },
+  { key: 'agent_token', cmdline: 'ipa-agent-token', kind: 'string', help: 'Pre-generated agent token (virtual media boot); kept when lookup answers "******".' },
+  { key: 'global_request_id', cmdline: 'ipa-global-request-id', kind: 'string', help: 'Sent as X-OpenStack-Request-ID on every Ironic API request (req-<uuid>).' },
+  { key: 'listen_host', cmdline: 'ipa-listen-host', kind: 'string', default: '::', help: 'Address the agent API binds to.' },
+  { key: 'listen_port', cmdline: 'ipa-listen-port', kind: 'int', default: 9999, min: 0, max: 65535, help: 'Port the agent API binds to (0 picks a free port).' },
+  { key: 'advertise_host', cmdline: 'ipa-advertise-host', kind: 'string', help: 'Host put in the callback URL; default: the source address of the route to the Ironic API.' },
+  { key: 'advertise_port', cmdline: 'ipa-advertise-port', kind: 'int', min: 1, max: 65535, help: 'Port put in the callback URL; default: the port actually listened on.' },
+  { key: 'advertise_protocol', cmdline: 'ipa-advertise-protocol', kind: 'enum', choices: ['https', 'http'], default: 'https', help: 'https (auto-generated self-signed certificate, sent as agent_verify_ca) or plain http.' },
+  { key: 'network_interface', cmdline: 'ipa-network-interface', kind: 'string', help: 'Interface whose address is advertised, instead of the route to the Ironic API.' },
+  { key: 'ip_lookup_attempts', cmdline: 'ipa-ip-lookup-attempts', kind: 'int', default: 6, min: 1, help: 'Attempts to find the address to advertise.' },
+  { key: 'ip_lookup_sleep', cmdline: 'ipa-ip-lookup-timeout', kind: 'number', default: 10, min: 0, help: 'Seconds between those attempts.' },
+  { key: 'lookup_timeout', cmdline: 'ipa-lookup-timeout', kind: 'number', default: 600, min: 1, help: 'Seconds to keep retrying lookup before the agent exits non-zero.' },
+  { key: 'lookup_interval', cmdline: 'ipa-lookup-interval', kind: 'number', default: 1, min: 0.01, help: 'First lookup retry delay in seconds (jittered exponential back-off up to 60 s).' },
+  { key: 'ironic_api_version', cmdline: 'ipa-ironic-api-version', kind: 'string', help: 'Pin the Ironic API microversion instead of discovering it (e.g. 1.68).' },
+  { key: 'http_request_timeout', cmdline: 'ipa-http-request-timeout', kind: 'number', default: 30, min: 1, help: 'Timeout in seconds of each Ironic API request.' },
+  { key: 'tls_min_version', cmdline: 'ipa-tls-min-version', kind: 'enum', choices: ['1.2', '1.3'], default: '1.2', help: 'Minimum TLS version of the agent API (lookup may raise it).' },
+  { key: 'tls_cert_file', cmdline: 'bootc-agent-tls-cert-file', kind: 'string', help: 'Serve this PEM certificate instead of a generated one (needs tls_key_file).' },
+  { key: 'tls_key_file', cmdline: 'bootc-agent-tls-key-file', kind: 'string', help: 'PEM private key for tls_cert_file.' },
+  { key: 'hardware_initialization_delay', cmdline: 'ipa-hardware-initialization-delay', kind: 'number', default: 0, min: 0, help: 'Seconds to wait before collecting hardware information.' },
+  { key: 'disk_wait_attempts', cmdline: 'ipa-disk-wait-attempts', kind: 'int', default: 10, min: 1, help: 'Attempts to find a disk before a step fails.' },
+  { key: 'disk_wait_delay', cmdline: 'ipa-disk-wait-delay', kind: 'number', default: 3, min: 0, help: 'Seconds between those attempts.' },
+  { key: 'debug', cmdline: 'ipa-debug', kind: 'bool', default: false, help: 'Debug logging.' },
+  { key: 'bootif', cmdline: 'BOOTIF', kind: 'string', help: 'PXE boot MAC (01-aa-bb-…), reported as inventory.boot.pxe_interface.' },
+  { key: 'state_dir', cmdline: 'bootc-agent-state-dir', kind: 'string', default: '/run/bootc-agent', help: 'Where the token, certificate, callback URL and agent log are kept for the ramdisk lifetime.' },
+  { key: 'log_file', cmdline: 'bootc-agent-log-file', kind: 'string', help: 'Agent log file (JSON lines); default <state_dir>/agent.log.' },
+  { key: 'max_request_body_bytes', cmdline: 'bootc-agent-max-request-body', kind: 'int', default: 104857600, min: 1024, help: 'Largest accepted API request body (a 64 MiB config drive, gzipped and base64-encoded, fits).' },
+  { key: 'disable_bootc_deploy', cmdline: 'bootc-agent-disable-bootc-deploy', kind: 'bool', default: false, help: 'Operator switch: refuse bootc deploys (like IPA\'s disable_bootc_deploy).' },
+] as const satisfies readonly OptionDef[];
+
+export type OptionKey = (typeof OPTIONS)[number]['key'];
+
+// Strict boolean words: anything else is an error naming the key, never a guess.
+const TRUE_WORDS = new Set(['1', 'true', 'yes', 'on']);
+const FALSE_WORDS = new Set(['0', 'false', 'no', 'off']);
+
+export function parseBool(value: unknown): boolean | undefined {
+  if (typeof value === 'boolean') return value;
+  if (typeof value === 'number' && (value === 0 || value === 1)) return value === 1;
+  if (typeof value !== 'string') return undefined;
+  const word = value.trim().toLowerCase();
+  if (TRUE_WORDS.has(word)) return true;
+  if (FALSE_WORDS.has(word)) return false;
+  return undefined;
+}
+
+// One zod schema per option kind; values from the command line and environment arrive as
+// strings, values from the JSON file may already be typed.
+function schemaFor(def: OptionDef): z.ZodType {
+  switch (def.kind) {
+    case 'bool':
+      return z.unknown().transform((v, ctx) => {
+        const b = parseBool(v);
+        if (b === undefined) {
+          ctx.addIssue({ code: 'custom', message: `expected a boolean (true/false, 1/0, yes/no, on/off), got ${JSON.stringify(v)}` });
+          return z.NEVER;
+        }
+        return b;
+      });
+    case 'int':
+    case 'number': {
+      let n = z.number();
+      if (def.kind === 'int') n = n.int({ error: 'expected an integer' });
+      if (def.min !== undefined) n = n.min(def.min);
+      if (def.max !== undefined) n = n.max(def.max);
+      const fromString = z.string().trim().regex(/^-?\d+(\.\d+)?$/, 'expected a number').transform(Number);
+      return z.union([z.number(), fromString]).pipe(n);
+    }
+    case 'enum':
+      return z.enum(def.choices as [string, ...string[]]);
+    case 'list':
+      return z.union([z.array(z.string()), z.string().transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))]);
+    case 'url-list':
+      return z
+        .union([z.array(z.string()), z.string().transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))])
+        .pipe(
+          z.array(
+            z.string().refine((u) => u !== 'mdns', 'mDNS discovery is not supported; give the Ironic API URL')
+              .refine((u) => /^https?:\/\/[^/]+/.test(u), 'expected http(s)://host[:port][/path]'),
+          ).min(1, 'expected at least one URL'),
+        );
+    case 'string':
+      return z.string().min(1, 'expected a non-empty string');
+  }
+}
+
+export function buildConfigSchema() {
+  const shape: Record<string, z.ZodType> = {};
+  for (const def of OPTIONS as readonly OptionDef[]) {
+    const s = schemaFor(def);
+    shape[def.key] = def.default === undefined ? s.optional() : s.default(def.default as never);
+  }
+  return z.object(shape).strict();
+}
+
+export interface Config {
+  api_url?: string[];
+  insecure: boolean;
+  ca_file?: string;
+  agent_token?: string;
+  global_request_id?: string;
+  listen_host: string;
+  listen_port: number;
+  advertise_host?: string;
+  advertise_port?: number;
+  advertise_protocol: 'https' | 'http';
+  network_interface?: string;
+  ip_lookup_attempts: number;
+  ip_lookup_sleep: number;
+  lookup_timeout: number;
+  lookup_interval: number;
+  ironic_api_version?: string;
+  http_request_timeout: number;
+  tls_min_version: '1.2' | '1.3';
+  tls_cert_file?: string;
+  tls_key_file?: string;
+  hardware_initialization_delay: number;
+  disk_wait_attempts: number;
+  disk_wait_delay: number;
+  debug: boolean;
+  bootif?: string;
+  state_dir: string;
+  log_file?: string;
+  max_request_body_bytes: number;
+  disable_bootc_deploy: boolean;
+}

@@ -1,0 +1,127 @@
+/**
+ * The one error type of the agent and its code table.
+ *
+ * Callers branch on `err.code`, never on `instanceof` (errors may cross module copies).
+ * `status` is the HTTP status used when the error reaches the agent API; `type` is the
+ * ironic-python-agent class name sent in `command_error.type`, so a conductor that reads
+ * IPA errors sees familiar names. The README's error table is checked against this table
+ * by test/errors.test.ts.
+ * @module
+ */
+
+// code → HTTP status, IPA-compatible type name, and the meaning documented in the README.
+export const ERROR_CODES = {
+  CONFIG_INVALID: { status: 500, type: 'InvalidConfiguration', meaning: 'A configuration value (kernel command line, file or environment) is invalid; the agent does not start.' },
+  INVALID_REQUEST: { status: 400, type: 'InvalidContentError', meaning: 'The HTTP request body or query is malformed (not JSON, wrong types, unknown or missing fields).' },
+  INVALID_COMMAND: { status: 400, type: 'InvalidCommandError', meaning: 'The command name is not `<extension>.<command>` or the extension has no such command.' },
+  INVALID_PARAMS: { status: 400, type: 'InvalidCommandParamsError', meaning: 'The command parameters do not match what the command accepts.' },
+  UNAUTHORIZED: { status: 401, type: 'Unauthorized', meaning: 'The `agent_token` query parameter is missing or wrong.' },
+  NOT_FOUND: { status: 404, type: 'RequestedObjectNotFoundError', meaning: 'Unknown route, extension or command id.' },
+  METHOD_NOT_ALLOWED: { status: 405, type: 'MethodNotAllowed', meaning: 'The route exists but not for this HTTP method.' },
+  AGENT_BUSY: { status: 409, type: 'AgentIsBusy', meaning: 'Another command is still running; only one runs at a time.' },
+  PAYLOAD_TOO_LARGE: { status: 413, type: 'PayloadTooLarge', meaning: 'The request body exceeds `max_request_body_bytes`.' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, type: 'InvalidContentError', meaning: 'A request body was sent with a content type other than JSON.' },
+  COMMAND_FAILED: { status: 500, type: 'CommandExecutionError', meaning: 'An external program exited non-zero; details carry its argv, exit code and the tail of stderr.' },
+  COMMAND_NOT_FOUND: { status: 500, type: 'CommandExecutionError', meaning: 'An external program the agent needs is not installed in the ramdisk.' },
+  COMMAND_TIMEOUT: { status: 500, type: 'CommandExecutionError', meaning: 'An external program did not finish within its time limit and was killed.' },
+  CANCELLED: { status: 500, type: 'CommandExecutionError', meaning: 'The operation was cancelled (agent shutdown or an abort signal).' },
+  VERSION_MISMATCH: { status: 409, type: 'VersionMismatch', meaning: 'The conductor sent a `deploy_version`/`clean_version` that differs from the agent\'s hardware manager versions.' },
+  STEP_NOT_FOUND: { status: 400, type: 'HardwareManagerMethodNotFound', meaning: 'The requested deploy/clean step is not provided by this agent.' },
+  STEP_DISABLED: { status: 500, type: 'CommandExecutionError', meaning: 'The step was disabled by the operator (for example `disable_bootc_deploy`).' },
+  UNSUPPORTED_COMMAND: { status: 500, type: 'CommandExecutionError', meaning: 'A command the IPA protocol defines but this agent deliberately does not implement.' },
+  DEVICE_NOT_FOUND: { status: 404, type: 'DeviceNotFound', meaning: 'No block device matches the root device hints (or none is large enough).' },
+  INVALID_ROOT_DEVICE_HINTS: { status: 400, type: 'InvalidCommandParamsError', meaning: 'The root device hints are malformed (unknown hint, bad operator or value).' },
+  BLOCK_DEVICE_ERROR: { status: 500, type: 'BlockDeviceError', meaning: 'Listing or erasing block devices failed.' },
+  INVENTORY_FAILED: { status: 500, type: 'HardwareError', meaning: 'The hardware inventory could not be collected.' },
+  LOOKUP_FAILED: { status: 500, type: 'LookupNodeError', meaning: 'The node could not be looked up in the Ironic API within `lookup_timeout`.' },
+  LOOKUP_TOKEN_MISSING: { status: 500, type: 'LookupAgentTokenError', meaning: 'Lookup returned no usable agent token (shorter than 32 characters, or masked with no token on hand).' },
+  HEARTBEAT_FAILED: { status: 500, type: 'HeartbeatError', meaning: 'A heartbeat to the Ironic API failed (retried after 5–10 s).' },
+  CONDUCTOR_PROTOCOL: { status: 500, type: 'IronicAPIError', meaning: 'The Ironic API answered something the agent cannot use (bad JSON, unexpected shape, no API URL reachable).' },
+  TLS_SETUP_FAILED: { status: 500, type: 'TLSError', meaning: 'The agent could not create or load its TLS certificate.' },
+  ADVERTISE_ADDRESS_NOT_FOUND: { status: 500, type: 'LookupAgentIPError', meaning: 'No address to advertise in the callback URL could be found.' },
+  LOG_COLLECTION_FAILED: { status: 500, type: 'CommandExecutionError', meaning: 'The system log archive could not be built.' },
+  INTERNAL: { status: 500, type: 'CommandExecutionError', meaning: 'An unexpected internal error; the full error is in the agent log.' },
+} as const satisfies Record<string, { status: number; type: string; meaning: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface AgentErrorOptions {
+  cause?: unknown;
+  /** Structured, secret-free facts about the failure: shown to the conductor in `details`. */
+  details?: Record<string, unknown>;
+}
+
+export class AgentError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, options: AgentErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.details = options.details ?? {};
+    Object.defineProperty(this, 'name', { value: 'AgentError', enumerable: false });
+  }
+
+  get status(): number {
+    return ERROR_CODES[this.code].status;
+  }
+
+  get type(): string {
+    return ERROR_CODES[this.code].type;
+  }
+}
+
+/** A failed external program: keeps the argv, exit code and the tail of stderr. */
+export class CommandFailedError extends AgentError {
+  readonly argv: readonly string[];
+  readonly exitCode: number | undefined;
+  readonly stderrTail: string;
+
+  constructor(
+    code: 'COMMAND_FAILED' | 'COMMAND_NOT_FOUND' | 'COMMAND_TIMEOUT' | 'CANCELLED',
+    argv: readonly string[],
+    exitCode: number | undefined,
+    stderrTail: string,
+    options: AgentErrorOptions = {},
+  ) {
+    const what = code === 'COMMAND_NOT_FOUND' ? 'is not installed'
+      : code === 'COMMAND_TIMEOUT' ? 'timed out'
+      : code === 'CANCELLED' ? 'was cancelled'
+      : `exited with code ${exitCode ?? 'unknown'}`;
+    const tail = stderrTail ? `: ${stderrTail}` : '';
+    super(code, `${argv[0] ?? 'command'} ${what}${tail}`, {
+      ...options,
+      details: { ...options.details, argv: [...argv], exit_code: exitCode ?? null, stderr_tail: stderrTail },
+    });
+    this.argv = argv;
+    this.exitCode = exitCode;
+    this.stderrTail = stderrTail;
+  }
+}
+
+// Anything can be thrown; the rest of the agent wants an AgentError with a code.
+export function toAgentError(err: unknown): AgentError {
+  if (isAgentError(err)) return err;
+  if (err instanceof Error && err.name === 'AbortError') {
+    return new AgentError('CANCELLED', 'The operation was cancelled', { cause: err });
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return new AgentError('INTERNAL', `Internal error: ${message}`, { cause: err });
+}
+
+// Duck-typed so errors from another copy of this module are still recognised.
+export function isAgentError(err: unknown): err is AgentError {
+  if (!(err instanceof Error)) return false;
+  const code: unknown = (err as { code?: unknown }).code;
+  return typeof code === 'string' && code in ERROR_CODES && 'details' in err;
+}
+
+/** One line a human can act on: message plus the most useful details. */
+export function describeError(err: AgentError): string {
+  const parts = [`[${err.code}] ${err.message}`];
+  for (const [key, value] of Object.entries(err.details)) {
+    if (key === 'stderr_tail') continue; // already in the message of CommandFailedError
+    parts.push(`${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`);
+  }
+  return parts.join('; ');
+}

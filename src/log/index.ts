@@ -1,0 +1,9 @@
+/**
+ * Logging: one pino root with secret redaction.
+ * @example
+ * const log = createLogger({ level: 'debug', file: '/run/bootc-agent/agent.log' });
+ * log.child({ component: 'api' }).info({ port }, 'listening');
+ * @module
+ */
+export { createLogger, createSilentLogger, REDACT_PATHS } from './logger.ts';
+export type { Logger, LoggerOptions } from './logger.ts';
