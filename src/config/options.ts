@@ -51,6 +51,7 @@ export const OPTIONS = [
   { key: 'hardware_initialization_delay', cmdline: 'ipa-hardware-initialization-delay', kind: 'number', default: 0, min: 0, help: 'Seconds to wait before collecting hardware information.' },
   { key: 'disk_wait_attempts', cmdline: 'ipa-disk-wait-attempts', kind: 'int', default: 10, min: 1, help: 'Attempts to find a disk before a step fails.' },
   { key: 'disk_wait_delay', cmdline: 'ipa-disk-wait-delay', kind: 'number', default: 3, min: 0, help: 'Seconds between those attempts.' },
+  { key: 'include_loop_devices', cmdline: 'bootc-agent-include-loop-devices', kind: 'bool', default: false, help: 'Also list loop devices as disks (tests and demos on loop devices; never on real hardware).' },
   { key: 'debug', cmdline: 'ipa-debug', kind: 'bool', default: false, help: 'Debug logging.' },
   { key: 'bootif', cmdline: 'BOOTIF', kind: 'string', help: 'PXE boot MAC (01-aa-bb-…), reported as inventory.boot.pxe_interface.' },
   { key: 'state_dir', cmdline: 'bootc-agent-state-dir', kind: 'string', default: '/run/bootc-agent', help: 'Where the token, certificate, callback URL and agent log are kept for the ramdisk lifetime.' },
@@ -148,6 +149,7 @@ export interface Config {
   hardware_initialization_delay: number;
   disk_wait_attempts: number;
   disk_wait_delay: number;
+  include_loop_devices: boolean;
   debug: boolean;
   bootif?: string;
   state_dir: string;
