@@ -91,12 +91,13 @@ function schemaFor(def: OptionDef): z.ZodType {
       });
     case 'int':
     case 'number': {
-      let n = z.number();
+      let n = z.number({ error: (issue) => (issue.code === 'invalid_type' ? `expected a number, got ${JSON.stringify(issue.input)}` : undefined) });
       if (def.kind === 'int') n = n.int({ error: 'expected an integer' });
       if (def.min !== undefined) n = n.min(def.min);
       if (def.max !== undefined) n = n.max(def.max);
-      const fromString = z.string().trim().regex(/^-?\d+(\.\d+)?$/, 'expected a number').transform(Number);
-      return z.union([z.number(), fromString]).pipe(n);
+      // Numeric strings from the command line and environment become numbers; anything else
+      // reaches z.number() unchanged and fails there with a message naming the value.
+      return z.preprocess((v) => (typeof v === 'string' && /^\s*-?\d+(\.\d+)?\s*$/.test(v) ? Number(v) : v), n);
     }
     case 'enum':
       return z.enum(def.choices as [string, ...string[]]);
