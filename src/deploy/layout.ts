@@ -1,0 +1,53 @@
+/**
+ * The root size we pass to `bootc install to-disk --root-size`, computed from the layout bootc
+ * will create instead of IPA's fixed 768 MiB reserve (which leaves no room for the config drive
+ * with tpm2-luks: bootc-install.md §1.4).
+ * @module
+ */
+import { AgentError } from '../errors.ts';
+
+const MiB = 1024 * 1024;
+
+export interface LayoutInput {
+  diskBytes: number;
+  arch: string;
+  tpm2Luks: boolean;
+  composefs?: boolean;
+  /** Smallest root partition we accept. */
+  minRootMiB?: number;
+}
+
+export interface LayoutPlan {
+  diskMiB: number;
+  rootMiB: number;
+  reserveMiB: number;
+  parts: Record<string, number>;
+}
+
+export const CONFIG_DRIVE_MIB = 64;
+
+export function planLayout(input: LayoutInput): LayoutPlan {
+  const diskMiB = Math.floor(input.diskBytes / MiB);
+  const x86 = input.arch === 'x86_64' || input.arch === 'amd64' || input.arch === 'x64';
+  const efi = x86 || input.arch === 'aarch64' || input.arch === 'arm64';
+  const parts: Record<string, number> = {
+    // first MiB: protective MBR + primary GPT; partitions start 1 MiB aligned
+    gpt_head: 1,
+    ...(x86 ? { bios_boot: 1 } : {}),
+    ...(input.arch === 'ppc64le' ? { prep: 4 } : {}),
+    ...(efi ? { esp: input.composefs ? 1024 : 512 } : {}),
+    ...(input.tpm2Luks ? { boot: 510 } : {}),
+    config_drive: CONFIG_DRIVE_MIB,
+    // backup GPT (33 sectors) and 1 MiB alignment of the config drive's start
+    tail_slack: 2,
+  };
+  const reserveMiB = Object.values(parts).reduce((a, b) => a + b, 0);
+  const rootMiB = diskMiB - reserveMiB;
+  const minRoot = input.minRootMiB ?? 1024;
+  if (rootMiB < minRoot) {
+    throw new AgentError('DISK_TOO_SMALL', `Disk of ${diskMiB} MiB is too small: the layout needs ${reserveMiB} MiB besides a root partition of at least ${minRoot} MiB`, {
+      details: { disk_mib: diskMiB, reserve_mib: reserveMiB, min_root_mib: minRoot, parts },
+    });
+  }
+  return { diskMiB, rootMiB, reserveMiB, parts };
+}

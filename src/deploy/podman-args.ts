@@ -1,0 +1,77 @@
+/**
+ * Pure argv builders for every podman call of the bootc step, kept apart from the code that
+ * runs them so tests compare them against golden copies.
+ * @module
+ */
+import type { BootcFeatures } from './bootc-version.ts';
+import type { Filesystem } from './request.ts';
+
+/** Where the read-only directory of injected files appears inside the install container. */
+export const INJECT_MOUNT = '/run/bootc-agent-inject';
+export const LUKS_DROPIN_TARGET = '/etc/bootc/install/90-bootc-agent-luks.toml';
+
+export function buildPullArgs(imageRef: string, authFile: string | undefined): string[] {
+  return ['pull', ...(authFile ? ['--authfile', authFile] : []), '--', imageRef];
+}
+
+/** Reads `bootc --version` and the image's install configuration without privileges or network. */
+export function buildProbeArgs(imageRef: string, containerName: string): string[] {
+  const script = [
+    'command -v bootc >/dev/null 2>&1 || exit 127',
+    'bootc --version',
+    'for f in /usr/lib/bootc/install/*.toml /etc/bootc/install/*.toml; do [ -f "$f" ] && { echo "### $f"; cat "$f"; }; done',
+    'exit 0',
+  ].join('; ');
+  return ['run', '--rm', '--name', containerName, '--pull=never', '--net=none', '--read-only', '--entrypoint', '/bin/sh', imageRef, '-c', script];
+}
+
+export interface InstallArgsInput {
+  imageRef: string;
+  containerName: string;
+  device: string;
+  rootMiB: number;
+  filesystem: Filesystem | undefined;
+  kargs: readonly string[];
+  tpm2Luks: boolean;
+  /** Host path of the directory mounted read-only at INJECT_MOUNT (keys, drop-ins). */
+  injectDir: string | undefined;
+  authorizedKeysFile: string | undefined;
+  luksDropIn: string | undefined;
+  targetImgref: string;
+  selinuxEnabled: boolean;
+  hostHasRunUdev: boolean;
+  features: BootcFeatures;
+}
+
+export function buildInstallArgs(input: InstallArgsInput): string[] {
+  const podman = [
+    'run', '--rm', '--name', input.containerName,
+    '--privileged', '--pid=host', '--ipc=host', '--net=none', '--pull=never',
+    '-v', '/dev:/dev',
+    '-v', '/var/lib/containers:/var/lib/containers',
+    '-v', '/var/tmp:/var/tmp',
+    ...(input.hostHasRunUdev ? ['-v', '/run/udev:/run/udev'] : []),
+    ...(input.injectDir ? ['-v', `${input.injectDir}:${INJECT_MOUNT}:ro`] : []),
+    ...(input.luksDropIn ? ['-v', `${input.luksDropIn}:${LUKS_DROPIN_TARGET}:ro`] : []),
+    ...(input.selinuxEnabled ? ['--security-opt', 'label=type:unconfined_t'] : []),
+    input.imageRef,
+  ];
+  const bootc = [
+    'bootc', 'install', 'to-disk', '--wipe',
+    ...(input.features.skipFetchCheck ? ['--skip-fetch-check'] : []),
+    `--root-size=${input.rootMiB}M`,
+    ...(input.filesystem ? [`--filesystem=${input.filesystem}`] : []),
+    ...(input.tpm2Luks ? ['--block-setup=tpm2-luks'] : []),
+    ...(input.authorizedKeysFile ? [`--root-ssh-authorized-keys=${input.authorizedKeysFile}`] : []),
+    ...input.kargs.map((k) => `--karg=${k}`),
+    `--target-imgref=${input.targetImgref}`,
+    ...(!input.selinuxEnabled && input.features.disableSelinuxWhenHostHasNone ? ['--disable-selinux'] : []),
+    input.device,
+  ];
+  return [...podman, ...bootc];
+}
+
+/** The install-config drop-in that lets an image whose own config allows only `direct` be encrypted. */
+export function luksDropInToml(): string {
+  return '# written by bootc-agent: allow tpm2-luks for this install\n[install]\nblock = ["direct", "tpm2-luks"]\n';
+}

@@ -1,0 +1,123 @@
+/**
+ * The bootc deploy request: `step.args` exactly as the upstream conductor sends them plus the
+ * `instance_info` keys we read. Data from the conductor is parsed leniently (unknown keys are
+ * ignored), but every value we use is checked strictly: `"false"` is false, and anything
+ * unclear is an error rather than a guess.
+ * @module
+ */
+import { z } from 'zod';
+import { parseBool } from '../config/index.ts';
+import { AgentError } from '../errors.ts';
+
+export const FILESYSTEMS = ['xfs', 'ext4', 'btrfs'] as const;
+export type Filesystem = (typeof FILESYSTEMS)[number];
+
+export interface BootcDeployRequest {
+  imageSource: string;
+  configdrive: string | null;
+  pullSecret: string | null;
+  authorizedKeys: string[];
+  tpm2Luks: boolean;
+  /** Bind-mount an install-config drop-in that allows tpm2-luks (images often only allow direct). */
+  luksAllowInInstallConfig: boolean;
+  kargs: string[];
+  targetImgref: string | undefined;
+  filesystem: Filesystem | undefined;
+  rootDeviceHints: Record<string, unknown> | undefined;
+  skipBlockDevices: Array<Record<string, unknown>>;
+}
+
+const StepArgs = z.looseObject({
+  image_source: z.string({ error: 'image_source must be a string' }).startsWith('oci://', { error: 'image_source must be an oci:// URL (oci://host[:port]/repo[:tag|@digest])' }),
+  configdrive: z.union([z.string(), z.record(z.string(), z.unknown())]).nullish(),
+  oci_pull_secret: z.string().nullish(),
+});
+
+// An authorized_keys line: optional options, then a key type and base64 blob.
+const KEY_LINE = /(^|\s)(ssh-(rsa|dss|ed25519)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)\s+[A-Za-z0-9+/]+={0,3}(\s|$)/;
+
+function invalid(key: string, message: string): never {
+  throw new AgentError('DEPLOY_ARGS_INVALID', `Invalid ${key}: ${message}`, { details: { key } });
+}
+
+function parseKeys(value: unknown): string[] {
+  if (value === undefined || value === null || value === '') return [];
+  const lines = Array.isArray(value) ? value : typeof value === 'string' ? value.split('\n') : invalid('bootc_authorized_keys', 'expected a string or a list of strings');
+  const keys: string[] = [];
+  for (const [i, raw] of lines.entries()) {
+    if (typeof raw !== 'string') invalid('bootc_authorized_keys', `entry ${i} is not a string`);
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) continue;
+    if (!KEY_LINE.test(line)) invalid('bootc_authorized_keys', `line ${i + 1} is not an SSH public key ("${line.slice(0, 24)}…")`);
+    keys.push(line);
+  }
+  return keys;
+}
+
+function parseStrictBool(key: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined || value === null) return fallback;
+  const parsed = parseBool(value);
+  if (parsed === undefined) invalid(key, `expected true or false, got ${JSON.stringify(value)}`);
+  return parsed;
+}
+
+function parseKargs(value: unknown): string[] {
+  if (value === undefined || value === null) return [];
+  const list = Array.isArray(value) ? value : typeof value === 'string' ? value.split(/\s+/).filter(Boolean) : invalid('bootc_kargs', 'expected a list of strings');
+  return list.map((k, i) => {
+    if (typeof k !== 'string' || !k.trim()) invalid('bootc_kargs', `entry ${i} must be a non-empty string`);
+    if (/[\n\0]/.test(k) || /\s/.test(k.trim())) invalid('bootc_kargs', `entry ${i} ("${k}") must be one argument without whitespace`);
+    return k.trim();
+  });
+}
+
+function parseLuks(value: unknown): { allow: boolean } {
+  if (value === undefined || value === null) return { allow: true };
+  const parsed = z.object({ allow_in_install_config: z.unknown().optional() }).strict().safeParse(value);
+  if (!parsed.success) invalid('bootc_luks', `expected {"allow_in_install_config": true|false}: ${parsed.error.issues[0]?.message ?? ''}`);
+  return { allow: parseStrictBool('bootc_luks.allow_in_install_config', parsed.data.allow_in_install_config, true) };
+}
+
+function parseHints(value: unknown, key: string): Record<string, unknown> | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'object' || Array.isArray(value)) invalid(key, 'expected an object of root device hints');
+  return Object.keys(value).length ? (value as Record<string, unknown>) : undefined;
+}
+
+export function parseBootcDeployRequest(args: Record<string, unknown>, node: { instance_info?: Record<string, unknown> | null; properties?: Record<string, unknown> | null }): BootcDeployRequest {
+  const parsed = StepArgs.safeParse(args);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    invalid(String(issue.path[0] ?? 'args'), issue.message);
+  }
+  const ii = node.instance_info ?? {};
+  const props = node.properties ?? {};
+  if (parsed.data.configdrive !== null && parsed.data.configdrive !== undefined && typeof parsed.data.configdrive !== 'string') {
+    invalid('configdrive', 'the conductor must render a configdrive dict into an ISO (gzip+base64) or a URL before sending it');
+  }
+  const filesystem = ii.bootc_filesystem;
+  if (filesystem !== undefined && filesystem !== null && !FILESYSTEMS.includes(filesystem as Filesystem)) {
+    invalid('bootc_filesystem', `expected one of ${FILESYSTEMS.join(', ')}, got ${JSON.stringify(filesystem)}`);
+  }
+  const target = ii.bootc_target_imgref;
+  if (target !== undefined && target !== null && (typeof target !== 'string' || !/^[a-z0-9][^\s]*$/i.test(target.replace(/^oci:\/\//, '')))) {
+    invalid('bootc_target_imgref', 'expected an image reference such as registry.example/os:stable');
+  }
+  const skip = props.skip_block_devices;
+  if (skip !== undefined && skip !== null && (!Array.isArray(skip) || skip.some((s) => typeof s !== 'object' || s === null))) {
+    invalid('skip_block_devices', 'expected a list of hint objects');
+  }
+  return {
+    imageSource: parsed.data.image_source,
+    configdrive: (parsed.data.configdrive as string | null | undefined) || null,
+    pullSecret: parsed.data.oci_pull_secret || null,
+    authorizedKeys: parseKeys(ii.bootc_authorized_keys),
+    tpm2Luks: parseStrictBool('bootc_tpm2_luks', ii.bootc_tpm2_luks, false),
+    luksAllowInInstallConfig: parseLuks(ii.bootc_luks).allow,
+    kargs: parseKargs(ii.bootc_kargs),
+    targetImgref: typeof target === 'string' ? target.replace(/^oci:\/\//, '') : undefined,
+    filesystem: (filesystem ?? undefined) as Filesystem | undefined,
+    rootDeviceHints: parseHints(ii.root_device, 'instance_info.root_device') ?? parseHints(props.root_device, 'properties.root_device'),
+    skipBlockDevices: (skip as Array<Record<string, unknown>> | undefined) ?? [],
+  };
+}

@@ -1,0 +1,95 @@
+/**
+ * Entry point: flags, configuration, logger, signals and exit codes. Everything else is built
+ * by `createAgent` (src/agent.ts).
+ * @module
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { createAgent } from './agent.ts';
+import { formatHelp, loadConfig, OPTIONS, readConfigFile, type OptionKey } from './config/index.ts';
+import { describeError, toAgentError } from './errors.ts';
+import { createExecaRunner } from './exec/index.ts';
+import { createLogger } from './log/index.ts';
+import { createSystemPowerController } from './system/index.ts';
+import { AGENT_VERSION } from './version.ts';
+
+const DEFAULT_CONFIG_FILE = '/etc/bootc-agent/config.json';
+
+// Every option is also a `--kebab-case` flag; `--config`, `--cmdline-file` and `--help` are ours.
+function parseFlags(argv: string[]) {
+  const options: Record<string, { type: 'string' | 'boolean' }> = {
+    config: { type: 'string' },
+    'cmdline-file': { type: 'string' },
+    help: { type: 'boolean' },
+    version: { type: 'boolean' },
+  };
+  for (const def of OPTIONS) options[def.key.replaceAll('_', '-')] = { type: 'string' };
+  const { values } = parseArgs({ args: argv, options, strict: true, allowPositionals: false });
+  const overrides: Partial<Record<OptionKey, unknown>> = {};
+  for (const def of OPTIONS) {
+    const value = values[def.key.replaceAll('_', '-')];
+    if (value !== undefined) overrides[def.key] = value;
+  }
+  return { values, overrides };
+}
+
+async function main(): Promise<number> {
+  let flags: ReturnType<typeof parseFlags>;
+  try {
+    flags = parseFlags(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`bootc-agent: ${(err as Error).message}\n${formatHelp()}\n`);
+    return 2;
+  }
+  if (flags.values.help) {
+    process.stdout.write(`${formatHelp()}\n`);
+    return 0;
+  }
+  if (flags.values.version) {
+    process.stdout.write(`${AGENT_VERSION}\n`);
+    return 0;
+  }
+
+  let config;
+  try {
+    const cmdlineFile = (flags.values['cmdline-file'] as string | undefined) ?? '/proc/cmdline';
+    const configFile = (flags.values.config as string | undefined) ?? process.env.BOOTC_AGENT_CONFIG;
+    const filePath = configFile ?? (existsSync(DEFAULT_CONFIG_FILE) ? DEFAULT_CONFIG_FILE : undefined);
+    config = loadConfig({
+      cmdline: existsSync(cmdlineFile) ? readFileSync(cmdlineFile, 'utf8') : '',
+      file: filePath ? readConfigFile(filePath, configFile !== undefined) : undefined,
+      ...(filePath ? { filePath } : {}),
+      env: process.env,
+      overrides: flags.overrides,
+    });
+  } catch (err) {
+    process.stderr.write(`bootc-agent: ${describeError(toAgentError(err))}\n`);
+    return 2;
+  }
+
+  const log = createLogger({ level: config.debug ? 'debug' : 'info', file: config.log_file ?? `${config.state_dir}/agent.log` });
+  const runner = createExecaRunner();
+  const agent = createAgent({ config, log, runner, power: createSystemPowerController(runner, log), version: AGENT_VERSION });
+
+  const stop = new AbortController();
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      log.info({ signal }, 'stopping');
+      stop.abort();
+    });
+  }
+  try {
+    await agent.start();
+    await agent.finished(stop.signal);
+    await agent.stop();
+    return 0;
+  } catch (err) {
+    const agentError = toAgentError(err);
+    log.fatal({ err: agentError, details: agentError.details }, 'agent failed');
+    process.stderr.write(`bootc-agent: ${describeError(agentError)}\n`);
+    await agent.stop().catch(() => undefined);
+    return 1;
+  }
+}
+
+process.exitCode = await main();
