@@ -1,0 +1,74 @@
+/**
+ * Admission check before anything is pulled or written: will the image fit in the ramdisk's
+ * memory and in the container storage? A 600 MB image "may require upwards of 10GB of RAM"
+ * (Ironic docs), so failing early with the numbers beats an OOM or ENOSPC halfway.
+ * @module
+ */
+import { readFile, statfs } from 'node:fs/promises';
+import { AgentError } from '../errors.ts';
+
+const MiB = 1024 * 1024;
+// statfs(2) magic numbers of memory-backed filesystems.
+const MEMORY_FS = new Set([0x01021994 /* tmpfs */, 0x858458f6 /* ramfs */]);
+
+export interface AdmissionInput {
+  compressedBytes: number;
+  /** Known unpacked size (annotations), else estimated from the compressed size. */
+  unpackedBytes?: number | undefined;
+  storagePath: string;
+  /** Memory kept free for the agent, podman and bootc themselves. */
+  headroomBytes?: number;
+  /** Test seams. */
+  memAvailable?: () => Promise<number>;
+  statStorage?: (path: string) => Promise<{ freeBytes: number; memoryBacked: boolean }>;
+}
+
+export interface AdmissionResult {
+  compressed_bytes: number;
+  estimated_unpacked_bytes: number;
+  storage_free_bytes: number;
+  storage_memory_backed: boolean;
+  mem_available_bytes: number;
+  needed_storage_bytes: number;
+  needed_memory_bytes: number;
+}
+
+export async function readMemAvailable(): Promise<number> {
+  const text = await readFile('/proc/meminfo', 'utf8');
+  const kb = /^MemAvailable:\s+(\d+) kB/m.exec(text);
+  return kb ? Number(kb[1]) * 1024 : 0;
+}
+
+async function statStorage(path: string): Promise<{ freeBytes: number; memoryBacked: boolean }> {
+  const s = await statfs(path);
+  return { freeBytes: Number(s.bavail) * Number(s.bsize), memoryBacked: MEMORY_FS.has(Number(s.type)) };
+}
+
+const fmt = (bytes: number) => `${Math.ceil(bytes / MiB)} MiB`;
+
+export async function checkAdmission(input: AdmissionInput): Promise<AdmissionResult> {
+  // gzip'd root filesystems typically unpack to 2–3× their size; assume 3× when unknown.
+  const unpacked = input.unpackedBytes ?? input.compressedBytes * 3;
+  const headroom = input.headroomBytes ?? 256 * MiB;
+  const storage = await (input.statStorage ?? statStorage)(input.storagePath);
+  const memAvailable = await (input.memAvailable ?? readMemAvailable)();
+  // The compressed blob is staged while a layer is committed, then the unpacked tree stays.
+  const neededStorage = unpacked + input.compressedBytes;
+  const neededMemory = (storage.memoryBacked ? neededStorage : 0) + headroom;
+  const result: AdmissionResult = {
+    compressed_bytes: input.compressedBytes,
+    estimated_unpacked_bytes: unpacked,
+    storage_free_bytes: storage.freeBytes,
+    storage_memory_backed: storage.memoryBacked,
+    mem_available_bytes: memAvailable,
+    needed_storage_bytes: neededStorage,
+    needed_memory_bytes: neededMemory,
+  };
+  if (storage.freeBytes < neededStorage) {
+    throw new AgentError('INSUFFICIENT_SPACE', `Container storage ${input.storagePath} has ${fmt(storage.freeBytes)} free but the image needs about ${fmt(neededStorage)} (${fmt(input.compressedBytes)} compressed, about ${fmt(unpacked)} unpacked)`, { details: { ...result } });
+  }
+  if (memAvailable < neededMemory) {
+    throw new AgentError('INSUFFICIENT_MEMORY', `The ramdisk has ${fmt(memAvailable)} of memory available but the deploy needs about ${fmt(neededMemory)} (${storage.memoryBacked ? `image storage is in memory: ${fmt(neededStorage)}, plus ` : ''}${fmt(headroom)} headroom)`, { details: { ...result } });
+  }
+  return result;
+}
