@@ -23,8 +23,6 @@ export interface BootcDeployRequest {
   kargs: string[];
   targetImgref: string | undefined;
   filesystem: Filesystem | undefined;
-  rootDeviceHints: Record<string, unknown> | undefined;
-  skipBlockDevices: Array<Record<string, unknown>>;
 }
 
 const StepArgs = z.looseObject({
@@ -78,20 +76,14 @@ function parseLuks(value: unknown): { allow: boolean } {
   return { allow: parseStrictBool('bootc_luks.allow_in_install_config', parsed.data.allow_in_install_config, true) };
 }
 
-function parseHints(value: unknown, key: string): Record<string, unknown> | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'object' || Array.isArray(value)) invalid(key, 'expected an object of root device hints');
-  return Object.keys(value).length ? (value as Record<string, unknown>) : undefined;
-}
-
-export function parseBootcDeployRequest(args: Record<string, unknown>, node: { instance_info?: Record<string, unknown> | null; properties?: Record<string, unknown> | null }): BootcDeployRequest {
+// Root device hints are read by src/disk (rootDeviceSelectionFromNode), not here.
+export function parseBootcDeployRequest(args: Record<string, unknown>, node: { instance_info?: Record<string, unknown> | null }): BootcDeployRequest {
   const parsed = StepArgs.safeParse(args);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     invalid(String(issue.path[0] ?? 'args'), issue.message);
   }
   const ii = node.instance_info ?? {};
-  const props = node.properties ?? {};
   if (parsed.data.configdrive !== null && parsed.data.configdrive !== undefined && typeof parsed.data.configdrive !== 'string') {
     invalid('configdrive', 'the conductor must render a configdrive dict into an ISO (gzip+base64) or a URL before sending it');
   }
@@ -103,10 +95,6 @@ export function parseBootcDeployRequest(args: Record<string, unknown>, node: { i
   if (target !== undefined && target !== null && (typeof target !== 'string' || !/^[a-z0-9][^\s]*$/i.test(target.replace(/^oci:\/\//, '')))) {
     invalid('bootc_target_imgref', 'expected an image reference such as registry.example/os:stable');
   }
-  const skip = props.skip_block_devices;
-  if (skip !== undefined && skip !== null && (!Array.isArray(skip) || skip.some((s) => typeof s !== 'object' || s === null))) {
-    invalid('skip_block_devices', 'expected a list of hint objects');
-  }
   return {
     imageSource: parsed.data.image_source,
     configdrive: (parsed.data.configdrive as string | null | undefined) || null,
@@ -117,7 +105,5 @@ export function parseBootcDeployRequest(args: Record<string, unknown>, node: { i
     kargs: parseKargs(ii.bootc_kargs),
     targetImgref: typeof target === 'string' ? target.replace(/^oci:\/\//, '') : undefined,
     filesystem: (filesystem ?? undefined) as Filesystem | undefined,
-    rootDeviceHints: parseHints(ii.root_device, 'instance_info.root_device') ?? parseHints(props.root_device, 'properties.root_device'),
-    skipBlockDevices: (skip as Array<Record<string, unknown>> | undefined) ?? [],
   };
 }
