@@ -1,0 +1,33 @@
+/**
+ * Disks: listing them as IPA reports them, choosing the root device from root device hints,
+ * waiting for it to appear, and erasing disk metadata.
+ * @example
+ * const { device } = await waitForRootDevice({
+ *   runner, signal, log,
+ *   selection: rootDeviceSelectionFromNode(node), // { root_device, skip_block_devices }
+ *   attempts: config.disk_wait_attempts,
+ *   delaySeconds: config.disk_wait_delay,
+ *   includeLoop: config.include_loop_devices,
+ * });
+ * // device.name === '/dev/sda'
+ * @module
+ */
+export { BlockDevice, listBlockDevices, readByPathLinks, selectDiskRows, splitWwn, toBlockDevice } from './devices.ts';
+export type { ListBlockDevicesOptions } from './devices.ts';
+export { buildGptWipeArgs, eraseDevicesMetadata, gptSectors } from './erase.ts';
+export type { EraseDevicesMetadataOptions, EraseDevicesMetadataResult } from './erase.ts';
+export { normalizeHintValue, parseHint, parseRootDeviceHints, pyQuote, VALID_ROOT_DEVICE_HINTS } from './hint-expression.ts';
+export type { HintName, ParsedHint } from './hint-expression.ts';
+export {
+  findDevicesByHints,
+  guessRootDisk,
+  matchesHint,
+  MIN_ROOT_DISK_BYTES,
+  rootDeviceSelectionFromNode,
+  selectRootDevice,
+} from './hints.ts';
+export type { RootDeviceSelection } from './hints.ts';
+export { buildLsblkArgs, LSBLK_COLUMNS, LsblkRow, parseLsblkJson, runLsblk } from './lsblk.ts';
+export type { RunLsblkOptions } from './lsblk.ts';
+export { waitForRootDevice } from './wait.ts';
+export type { RootDeviceFound, Sleep, WaitForRootDeviceOptions } from './wait.ts';

@@ -1,0 +1,113 @@
+/**
+ * Real block devices: a 64 MiB sparse file on a loop device, partitioned with sgdisk and
+ * given an ext4 filesystem, then listed and erased with the real runner. Needs root and the
+ * util-linux/gdisk tools; skipped (with the reason) otherwise. Only the loop device this file
+ * attached is ever touched, and it is detached in `after` even when a test fails.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { eraseDevicesMetadata, listBlockDevices } from '../../src/disk/index.ts';
+import { createExecaRunner } from '../../src/exec/index.ts';
+
+const TOOLS = ['losetup', 'sgdisk', 'partx', 'mkfs.ext4', 'wipefs', 'blkid', 'lsblk', 'blockdev', 'dd'];
+
+function missingTool(): string | undefined {
+  return TOOLS.find((tool) => {
+    try {
+      execFileSync('sh', ['-c', 'command -v "$1"', 'sh', tool], { stdio: 'ignore' });
+      return false;
+    } catch {
+      return true;
+    }
+  });
+}
+
+function skipReason(): string | undefined {
+  if (process.getuid?.() !== 0) return 'needs root: attaches and partitions a loop device';
+  const tool = missingTool();
+  if (tool) return `needs ${tool} on PATH`;
+  if (!existsSync('/dev/loop-control')) return 'needs /dev/loop-control (loop device support)';
+  return undefined;
+}
+
+// Exit code and output of a command that may fail (blkid exits 2 when it finds nothing).
+function probe(file: string, args: string[]): { status: number; stdout: string } {
+  try {
+    return { status: 0, stdout: execFileSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) };
+  } catch (err) {
+    const e = err as { status?: number; stdout?: string };
+    return { status: e.status ?? -1, stdout: e.stdout ?? '' };
+  }
+}
+
+describe('real loop device', () => {
+  const reason = skipReason();
+  const runner = createExecaRunner();
+  let dir: string | undefined;
+  let loop: string | undefined;
+
+  before(async () => {
+    if (reason) return;
+    dir = await mkdtemp(join(tmpdir(), 'disk-loop-'));
+    const image = join(dir, 'disk.img');
+    await writeFile(image, '');
+    await truncate(image, 64 * 2 ** 20);
+    loop = execFileSync('losetup', ['--find', '--show', image], { encoding: 'utf8' }).trim();
+    assert.match(loop, /^\/dev\/loop\d+$/);
+    execFileSync('sgdisk', ['-n1:0:+8M', '-t1:ef00', '-c1:EFI', '-n2:0:0', '-t2:8300', '-c2:root', loop], { stdio: 'ignore' });
+    // No partition-table parsers in this kernel: add the partition nodes by hand.
+    execFileSync('partx', ['-u', '--', loop], { stdio: 'ignore' });
+    execFileSync('mkfs.ext4', ['-q', '-L', 'victim', `${loop}p2`], { stdio: 'ignore' });
+  });
+
+  after(async () => {
+    if (loop) {
+      probe('partx', ['-d', '--', loop]);
+      execFileSync('losetup', ['-d', loop]);
+    }
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  test('listBlockDevices reports the loop device only with includeLoop', async (t) => {
+    if (reason) return t.skip(reason);
+    const withLoop = await listBlockDevices({ runner, includeLoop: true });
+    const mine = withLoop.find((d) => d.name === loop);
+    assert.ok(mine, `${loop} missing from ${withLoop.map((d) => d.name).join(', ')}`);
+    assert.equal(mine.size, 64 * 2 ** 20);
+    assert.equal(mine.type, 'loop');
+    assert.equal(mine.logical_sectors, 512);
+    assert.ok(!withLoop.some((d) => d.name.startsWith(`${loop}p`)), 'partitions are not disks');
+    const withoutLoop = await listBlockDevices({ runner });
+    assert.ok(!withoutLoop.some((d) => d.type === 'loop'));
+  });
+
+  test('eraseDevicesMetadata removes the partition table and the filesystem signature', async (t) => {
+    if (reason || !loop) return t.skip(reason);
+    const dev = loop;
+    assert.match(probe('blkid', ['-p', `${dev}p2`]).stdout, /TYPE="ext4"/, 'setup: ext4 present before erasing');
+    assert.match(probe('blkid', ['-p', dev]).stdout, /PTTYPE="gpt"/, 'setup: GPT present before erasing');
+
+    const [device] = (await listBlockDevices({ runner, includeLoop: true })).filter((d) => d.name === dev);
+    assert.ok(device);
+    const result = await eraseDevicesMetadata({ runner, devices: [device] });
+    assert.deepEqual(result, { erased: [dev], skipped: [] });
+
+    assert.equal(probe('blkid', ['-p', dev]).status, 2, 'blkid finds nothing on the disk');
+    assert.equal(probe('wipefs', ['--no-act', '--', dev]).stdout.trim(), '', 'no signatures left');
+    const table = probe('sgdisk', ['-p', dev]).stdout;
+    assert.match(table, /Number\s+Start \(sector\)/);
+    assert.doesNotMatch(table, /^\s+\d+\s+\d+\s+\d+/m, 'no partitions listed');
+    assert.ok(!existsSync(`${dev}p1`) && !existsSync(`${dev}p2`), 'stale partition nodes are gone');
+
+    // The ext4 superblock of the old partition is gone too, not only the table.
+    execFileSync('sgdisk', ['-n1:0:+8M', '-n2:0:0', dev], { stdio: 'ignore' });
+    execFileSync('partx', ['-u', '--', dev], { stdio: 'ignore' });
+    assert.doesNotMatch(probe('blkid', ['-p', `${dev}p2`]).stdout, /\bTYPE="ext4"/, 'recreated partition holds no filesystem');
+    assert.equal(probe('wipefs', ['--no-act', '--', `${dev}p2`]).stdout.trim(), '');
+  });
+});
