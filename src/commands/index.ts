@@ -10,6 +10,7 @@ export { defineCommand } from './types.ts';
 export { StepRegistry, checkVersions, NodeInfo, HARDWARE_MANAGER_NAME, HARDWARE_MANAGER_VERSIONS } from './steps.ts';
 export { createStepCommands } from './step-commands.ts';
 export { createMachineCommands } from './machine-commands.ts';
+export { createCleanSteps } from './clean-steps.ts';
 export type { StepDefinition, StepContext, StepInterface } from './steps.ts';
 export type { MachineCommandDeps } from './machine-commands.ts';
 export type { CommandContext, CommandDefinition, CommandStatus, Progress, WireCommandError, WireCommandResult } from './types.ts';

@@ -113,7 +113,8 @@ export function findDevicesByHints(devices: readonly BlockDevice[], hints: unkno
   return devices.filter((device) => parsed.every((hint) => matchesHint(device, hint)));
 }
 
-function skippedDevices(devices: readonly BlockDevice[], skipList: unknown): Set<string> {
+/** Names of the devices matching any entry of `skip_block_devices` (never erased or chosen). */
+export function skippedDevices(devices: readonly BlockDevice[], skipList: unknown): Set<string> {
   const skipped = new Set<string>();
   if (skipList === undefined || skipList === null) return skipped;
   if (!Array.isArray(skipList)) {

@@ -25,6 +25,7 @@ export {
   MIN_ROOT_DISK_BYTES,
   rootDeviceSelectionFromNode,
   selectRootDevice,
+  skippedDevices,
 } from './hints.ts';
 export type { RootDeviceSelection } from './hints.ts';
 export { buildLsblkArgs, LSBLK_COLUMNS, LsblkRow, parseLsblkJson, runLsblk } from './lsblk.ts';
