@@ -38,6 +38,7 @@ export const ERROR_CODES = {
   HEARTBEAT_FAILED: { status: 500, type: 'HeartbeatError', meaning: 'A heartbeat to the Ironic API failed (retried after 5–10 s).' },
   CONDUCTOR_PROTOCOL: { status: 500, type: 'IronicAPIError', meaning: 'The Ironic API answered something the agent cannot use (bad JSON, unexpected shape, no API URL reachable).' },
   TLS_SETUP_FAILED: { status: 500, type: 'TLSError', meaning: 'The agent could not create or load its TLS certificate.' },
+  API_LISTEN_FAILED: { status: 500, type: 'CommandExecutionError', meaning: 'The agent API cannot listen on `listen_host`:`listen_port` (address in use, no such address).' },
   ADVERTISE_ADDRESS_NOT_FOUND: { status: 500, type: 'LookupAgentIPError', meaning: 'No address to advertise in the callback URL could be found.' },
   LOG_COLLECTION_FAILED: { status: 500, type: 'CommandExecutionError', meaning: 'The system log archive could not be built.' },
   OCI_REFERENCE_INVALID: { status: 400, type: 'InvalidImageRef', meaning: 'An image reference (`oci://host/name[:tag][@digest]`) or a digest in it does not follow the distribution-spec grammar, or uses a digest algorithm other than sha256/sha512.' },

@@ -98,7 +98,7 @@ export async function startApiServer(options: ServerOptions): Promise<ApiServer>
         server.listen(options.port, '0.0.0.0', resolve);
         return;
       }
-      reject(new AgentError('INTERNAL', `Cannot listen on ${options.host}:${options.port}: ${err.message}`, { cause: err }));
+      reject(new AgentError('API_LISTEN_FAILED', `Cannot listen on ${options.host}:${options.port}: ${err.message}`, { cause: err }));
     };
     server.once('error', onError);
     server.listen(options.port, options.host, () => {
