@@ -148,7 +148,7 @@ export function createAgent(deps: AgentDeps): Agent {
       token = found.token;
       heartbeatTimeout = Number(found.config.heartbeat_timeout ?? 300);
       lookupTlsMin = typeof found.config.tls_min_version === 'string' ? found.config.tls_min_version : undefined;
-      skipBmcDetect = (found.config as Record<string, unknown>).agent_skip_bmc_detect === true;
+      skipBmcDetect = found.config.agent_skip_bmc_detect === true;
       if (token) await store.writeToken(token);
       await store.writeNode(found.node.uuid, found.node as Record<string, unknown>, found.config as Record<string, unknown>);
       advertiseHost = await findAdvertiseAddress({ config, runner, log, signal: shutdown.signal });
