@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Dispatcher } from 'undici';
 import { createRouter, startApiServer, type ApiServer } from './api/index.ts';
 import {
-  CommandExecutor, createCleanSteps, createMachineCommands, createStepCommands, StepRegistry, type Progress,
+  CommandExecutor, createCleanSteps, createMachineCommands, createStepCommands, StepRegistry, type Progress, type StepDefinition,
 } from './commands/index.ts';
 import type { Config } from './config/index.ts';
 import { buildCallbackUrl, createHeartbeater, createIronicClient, findAdvertiseAddress, type Heartbeater, type IronicClient } from './conductor/index.ts';
@@ -35,6 +35,8 @@ export interface AgentDeps {
   oci?: OciClient;
   lookupMacs?: () => Promise<string[]>;
   replyGraceMs?: number;
+  /** Extra deploy/clean steps registered with the built-in ones (tests, demos). */
+  extraSteps?: readonly StepDefinition[];
 }
 
 export interface Agent {
@@ -86,6 +88,7 @@ export function createAgent(deps: AgentDeps): Agent {
       writeConfigDrive: async (device, value, options) => ({ ...(await writeConfigDrive(device, value, { runner, ...options })) }),
       recordPartitionUuids: (uuids) => { partitionUuids = uuids; },
     }),
+    ...(deps.extraSteps ?? []),
   ]);
   const inventory = (signal: AbortSignal) => collectInventory({
     runner, signal, log, bootif: config.bootif, includeLoop: config.include_loop_devices, skipBmcDetect,
