@@ -20,6 +20,7 @@ export { loadConfigDrive, MAX_CONFIG_DRIVE_BYTES, DEFAULT_FETCH_TIMEOUT_MS } fro
 export type { LoadConfigDriveOptions, LoadedConfigDrive } from './decode.ts';
 export { ensureConfigDrivePartition, CONFIG_DRIVE_PARTITION_BYTES } from './partition.ts';
 export type { ConfigDrivePartition, PartitionDeps, Sleep } from './partition.ts';
+export { isConfigDriveUrl } from './download.ts';
 export { writeRawConfigDrive } from './write.ts';
 export type { ImageFile, TargetPartition, WriteDeps, WrittenConfigDrive } from './write.ts';
 export { writeVfatConfigDrive, VFAT_LABEL } from './vfat.ts';

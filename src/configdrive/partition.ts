@@ -5,7 +5,7 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
-import { realpath, stat } from 'node:fs/promises';
+import { readFile, realpath, stat } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { AgentError, isAgentError } from '../errors.ts';
 import type { CommandRunner } from '../exec/index.ts';
@@ -118,7 +118,19 @@ async function fixBackupHeader(device: string, deps: PartitionDeps): Promise<boo
 }
 
 // The kernel here may have no partition-table parser and no udev: partx adds the node via BLKPG.
-async function waitForNode(device: string, path: string, number: number, deps: PartitionDeps): Promise<void> {
+// Whether the kernel's partition (sysfs, 512-byte units) has the table's start and size; true
+// when sysfs has no such entry (nothing to compare, e.g. in unit tests).
+async function geometryMatches(path: string, expected: { start: number; size: number }): Promise<boolean> {
+  const dir = `/sys/class/block/${path.split('/').pop()}`;
+  try {
+    const [start, size] = await Promise.all([readFile(`${dir}/start`, 'utf8'), readFile(`${dir}/size`, 'utf8')]);
+    return Number(start.trim()) * 512 === expected.start && Number(size.trim()) * 512 === expected.size;
+  } catch {
+    return true;
+  }
+}
+
+async function waitForNode(device: string, path: string, number: number, deps: PartitionDeps, expected?: { start: number; size: number }): Promise<void> {
   const exists = deps.exists ?? blockNodeExists;
   const tolerate = async (file: string, args: string[]): Promise<void> => {
     try {
@@ -132,6 +144,17 @@ async function waitForNode(device: string, path: string, number: number, deps: P
   };
   await tolerate('partx', ['-u', '--', device]);
   if (!(await exists(path))) await tolerate('partx', ['-a', '--nr', `${number}:${number}`, '--', device]);
+  // A stale node of the same number (an older table, no partition parser in the kernel) would
+  // send the image to the wrong place: make the kernel's partition match the table first.
+  if (expected && (await exists(path)) && !(await geometryMatches(path, expected))) {
+    await tolerate('partx', ['-d', '--nr', `${number}:${number}`, '--', device]);
+    await tolerate('partx', ['-a', '--nr', `${number}:${number}`, '--', device]);
+    if (!(await geometryMatches(path, expected))) {
+      throw new AgentError('CONFIGDRIVE_WRITE_FAILED', `The kernel's ${path} is not where the partition table puts partition ${number}`, {
+        details: { device, partition: path, start: expected.start, size: expected.size },
+      });
+    }
+  }
   await tolerate('udevadm', ['settle']);
   const attempts = deps.waitAttempts ?? 15;
   const sleep = deps.sleep ?? defaultSleep;
@@ -193,7 +216,7 @@ export async function ensureConfigDrivePartition(device: string, sizeBytes: numb
       });
     }
     deps.log.info({ partition: found.path }, 'reusing the existing config-2 partition');
-    await waitForNode(disk, found.path, found.number, deps);
+    await waitForNode(disk, found.path, found.number, deps, found);
     return found;
   }
   try {
@@ -217,6 +240,6 @@ export async function ensureConfigDrivePartition(device: string, sizeBytes: numb
   }
   const created = describe(disk, table, made, true);
   deps.log.info({ partition: created.path, start: created.start, size: created.size, free_bytes: plan.freeBytes }, 'config drive partition created');
-  await waitForNode(disk, created.path, created.number, deps);
+  await waitForNode(disk, created.path, created.number, deps, created);
   return created;
 }

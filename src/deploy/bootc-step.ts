@@ -9,6 +9,7 @@ import { arch as osArch } from 'node:os';
 import { join } from 'node:path';
 import type { StepContext, StepDefinition } from '../commands/index.ts';
 import type { Config } from '../config/index.ts';
+import { isConfigDriveUrl, loadConfigDrive } from '../configdrive/index.ts';
 import { eraseDevicesMetadata, rootDeviceSelectionFromNode, waitForRootDevice, type BlockDevice } from '../disk/index.ts';
 import { AgentError, describeError, isAgentError, toAgentError } from '../errors.ts';
 import type { CommandRunner } from '../exec/index.ts';
@@ -109,6 +110,12 @@ async function runBootcInstall(deps: BootcStepDeps, args: Record<string, unknown
       secrets = [request.pullSecret, ...credentialSecrets(credentials)];
       log.info({ shape: secret.kind, registry: ref.registry, has_credentials: credentials !== undefined }, 'pull secret found');
     }
+    if (request.configdrive && !isConfigDriveUrl(request.configdrive.trim())) {
+      // An inline config drive that cannot be written should fail before the disk is touched,
+      // not after a full install; it is decoded again when written (URLs are fetched only then).
+      const drive = await loadConfigDrive(request.configdrive, { signal, log });
+      await drive.dispose();
+    }
     const image = await deps.oci.inspectImage(ref, { signal, ...(credentials ? { credentials } : {}) });
     if (image.kind !== 'bootc-image') {
       throw new AgentError('IMAGE_NOT_BOOTABLE', `${request.imageSource} is an OCI artifact${image.artifactType ? ` (${image.artifactType})` : ''}, not a bootable container image`, { details: { digest: image.digest } });
@@ -157,7 +164,7 @@ async function runBootcInstall(deps: BootcStepDeps, args: Record<string, unknown
       hostHasRunUdev = true;
     }
     // Running by digest would make the digest the update target; follow the user's tag instead.
-    const targetImgref = request.targetImgref ?? (ref.tag || !ref.digest ? `${formatName(ref)}:${ref.tag ?? 'latest'}` : `${formatName(ref)}@${ref.digest}`);
+    const targetImgref = request.targetImgref ?? (ref.tag || !ref.digest ? `${ref.registry}/${ref.repository}:${ref.tag ?? 'latest'}` : formatName(ref));
     const argv = buildInstallArgs({
       imageRef: image.podmanReference,
       containerName: installName,

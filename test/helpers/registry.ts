@@ -93,7 +93,7 @@ async function freePort(): Promise<number> {
 
 async function waitReady(url: string, agent: Agent, child: ChildProcess): Promise<boolean> {
   for (let i = 0; i < 100; i++) {
-    if (child.exitCode !== null) return false;
+    if (child.exitCode !== null || child.signalCode !== null) return false;
     try {
       const res = await request(`${url}/v2/`, { dispatcher: agent });
       await res.body.dump();
@@ -186,8 +186,12 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
       return () => rm(target, { recursive: true, force: true });
     },
     async stop() {
-      proc.kill('SIGTERM');
-      if (proc.exitCode === null) await new Promise((resolve) => proc.once('exit', resolve));
+      // A process that already died (even from a signal: exitCode stays null then) has nothing to wait for.
+      if (proc.exitCode === null && proc.signalCode === null) {
+        const exited = new Promise((resolve) => proc.once('exit', resolve));
+        proc.kill('SIGTERM');
+        await exited;
+      }
       await tokenServer?.close();
       await agent.close();
       await rm(dir, { recursive: true, force: true });

@@ -1,0 +1,586 @@
+/**
+ * The `execute_bootc_install` step end to end on real components: a docker-registry with TLS and
+ * htpasswd (and one with token auth), the real OCI client, the real command runner, rootful
+ * podman, the bootc stand-in image (test/helpers/standin-image.ts) and a sparse 12 GiB file on a
+ * loop device. Each test drives the step through its StepDefinition and then reads the disk
+ * back: partition table, free tail, the config drive's files, SSH keys and kernel arguments in
+ * the root filesystem.
+ *
+ * Failure cases check the error code, that a disk the step had chosen is left without a
+ * partition table (a marker table is laid down first), that failures before the disk phase
+ * leave the disk alone, and that no install/probe container and no auth file stay behind.
+ *
+ * Needs root, podman, skopeo, docker-registry, debootstrap (first build), genisoimage, isoinfo;
+ * skipped with the reason otherwise. Only this file's loop devices, mounts, containers and
+ * registry processes are touched, and they are removed in `after` even when a test fails.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { Transform } from 'node:stream';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { after, before, describe, test } from 'node:test';
+import type { Progress, StepContext, StepDefinition } from '../../src/commands/index.ts';
+import { writeConfigDrive } from '../../src/configdrive/index.ts';
+import { createBootcStep, type BootcStepDeps } from '../../src/deploy/bootc-step.ts';
+import { isAgentError, type AgentError } from '../../src/errors.ts';
+import { createExecaRunner, type CommandRunner } from '../../src/exec/index.ts';
+import { createLogger } from '../../src/log/index.ts';
+import { createOciClient, DEFAULT_CERTS_DIRS } from '../../src/oci/index.ts';
+import { buildIso, META_DATA } from '../configdrive/fixtures.ts';
+import type { TestRegistry } from '../helpers/registry.ts';
+import {
+  buildStandinImages, buildStandinVariant, pushForeignArchImage, pushNotBootable, pushStandin, standinUnavailable, startStandinRegistry,
+  STANDIN_BOOTC_VERSION, STANDIN_CANARIES, STANDIN_PULL_SECRET, STANDIN_REGISTRY_USERNAME, type StandinImages,
+} from '../helpers/standin-image.ts';
+
+const GiB = 2 ** 30;
+const MiB = 2 ** 20;
+const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl deployer@example';
+const PHASES = ['resolve', 'admission', 'disk', 'pull', 'probe', 'install', 'verify', 'configdrive', 'done'];
+const ROOT_GUID_X86_64 = '4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709';
+
+function skipReason(): string | undefined {
+  const base = standinUnavailable();
+  if (base) return base;
+  for (const bin of ['genisoimage', 'isoinfo', 'sgdisk', 'mount', 'umount', 'blkid']) {
+    try {
+      execFileSync('sh', ['-c', 'command -v "$1"', 'sh', bin], { stdio: 'ignore' });
+    } catch {
+      return `needs ${bin} on PATH`;
+    }
+  }
+  if (process.arch !== 'x64') return 'the assertions below describe the x86_64 layout';
+  return undefined;
+}
+
+function sh(file: string, args: string[]): string {
+  return execFileSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+function probe(file: string, args: string[]): { status: number; stdout: string } {
+  try {
+    return { status: 0, stdout: sh(file, args) };
+  } catch (err) {
+    const e = err as { status?: number; stdout?: string };
+    return { status: e.status ?? -1, stdout: e.stdout ?? '' };
+  }
+}
+
+/** A sparse file on a loop device, detached (with its partition nodes) by `dispose`. */
+async function attachLoop(dir: string, name: string, bytes: number): Promise<{ dev: string; dispose(): void }> {
+  const file = join(dir, name);
+  await writeFile(file, '');
+  await truncate(file, bytes);
+  const dev = sh('losetup', ['--find', '--show', file]).trim();
+  assert.match(dev, /^\/dev\/loop\d+$/);
+  return {
+    dev,
+    dispose() {
+      probe('partx', ['-d', '--', dev]);
+      probe('losetup', ['-d', dev]);
+    },
+  };
+}
+
+// A recognisable table the failure tests expect to disappear.
+function layMarkerTable(dev: string): void {
+  sh('sgdisk', ['--zap-all', dev]);
+  sh('sgdisk', ['-n1:0:+64M', '-c1:marker-a', '-n2:0:+64M', '-c2:marker-b', dev]);
+  // not `partx -u`: it fails (EBUSY) when new partitions overlap old ones with higher numbers
+  probe('partx', ['-d', '--', dev]);
+  probe('partx', ['-a', '--', dev]);
+}
+
+function partitionLines(dev: string): string[] {
+  return probe('sgdisk', ['-p', dev]).stdout.split('\n').filter((l) => /^\s+\d+\s+\d+\s+\d+/.test(l));
+}
+
+function assertWiped(dev: string): void {
+  assert.deepEqual(partitionLines(dev), [], `${dev} still has partitions`);
+  assert.equal(probe('blkid', ['-p', dev]).status, 2, `${dev}: blkid still finds a signature`);
+}
+
+/**
+ * A TCP proxy in front of the registry that can go "down": it then resets every connection.
+ * `downAfterBytes` takes it down once that many bytes went from the registry to clients.
+ */
+interface Proxy {
+  host: string;
+  up: boolean;
+  bytes: number;
+  downAfterBytes: number | undefined;
+  resets: number;
+  setUp(up: boolean): void;
+  close(): Promise<void>;
+}
+
+async function startProxy(target: string): Promise<Proxy> {
+  const [targetHost, targetPort] = target.split(':') as [string, string];
+  const sockets = new Set<Socket>();
+  const state: Proxy = {
+    host: '', up: true, bytes: 0, downAfterBytes: undefined, resets: 0,
+    setUp(up) {
+      state.up = up;
+      if (!up) for (const s of sockets) s.destroy();
+    },
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+  const server: Server = createServer((client) => {
+    if (!state.up) {
+      state.resets++;
+      client.resetAndDestroy();
+      return;
+    }
+    const upstream = connect(Number(targetPort), targetHost);
+    sockets.add(client).add(upstream);
+    const drop = () => { client.destroy(); upstream.destroy(); sockets.delete(client); sockets.delete(upstream); };
+    // Counts registry → client bytes; the pipes end each side gracefully so no data is lost.
+    const counter = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        state.bytes += chunk.length;
+        if (state.downAfterBytes !== undefined && state.bytes >= state.downAfterBytes) {
+          state.downAfterBytes = undefined;
+          state.setUp(false);
+          callback();
+          return;
+        }
+        callback(null, chunk);
+      },
+    });
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', () => sockets.delete(upstream));
+    client.pipe(upstream);
+    upstream.pipe(counter).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  state.host = `127.0.0.1:${(server.address() as { port: number }).port}`;
+  return state;
+}
+
+interface RunOutcome {
+  result?: Record<string, unknown>;
+  error?: AgentError;
+  progress: Progress[];
+  logs: string;
+  containers: string[];
+  commands: string[][];
+  ms: number;
+}
+
+describe('execute_bootc_install end to end (stand-in image, real registry, loop device)', { concurrency: false }, () => {
+  const reason = skipReason();
+  const realRunner = createExecaRunner();
+  let dir = '';
+  let stateDir = '';
+  let images: StandinImages | undefined;
+  let registry: TestRegistry | undefined;
+  let tokenRegistry: TestRegistry | undefined;
+  let disk: { dev: string; dispose(): void } | undefined;
+  let small: { dev: string; dispose(): void } | undefined;
+  let proxy: Proxy | undefined;
+  const cleanups: (() => Promise<unknown> | unknown)[] = [];
+  const pulled = new Set<string>();
+  let configdrive = '';
+  let standinDigest = '';
+
+  before(async () => {
+    if (reason) return;
+    dir = await mkdtemp(join(tmpdir(), 'bootc-it-'));
+    stateDir = join(dir, 'state');
+    images = await buildStandinImages();
+    registry = await startStandinRegistry({ auth: 'basic' });
+    cleanups.push(() => registry?.stop());
+    cleanups.push(await registry.installCaForPodman());
+    standinDigest = (await pushStandin(registry, 'os/standin', 'latest', 'bootc')).digest;
+    await pushStandin(registry, 'os/nobootc', 'latest', 'noBootc');
+    await pushNotBootable(registry, 'os/readme', 'v1');
+    await pushForeignArchImage(registry, 'os/foreign', 'latest');
+    disk = await attachLoop(dir, 'disk.img', 12 * GiB);
+    cleanups.push(() => disk?.dispose());
+    small = await attachLoop(dir, 'small.img', 1 * GiB);
+    cleanups.push(() => small?.dispose());
+    configdrive = gzipSync(buildIso(dir)).toString('base64');
+  });
+
+  after(async () => {
+    // podman records every pulled reference as a name of the (shared) image: drop ours.
+    for (const ref of pulled) probe('podman', ['rmi', '--', ref]);
+    for (const cleanup of cleanups.reverse()) {
+      try {
+        await cleanup();
+      } catch (err) {
+        console.error('cleanup failed:', err);
+      }
+    }
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  // The step's own view: args as the conductor sends them, node with hints for our loop device.
+  async function runStep(options: {
+    args?: Record<string, unknown>;
+    instanceInfo?: Record<string, unknown>;
+    device?: string;
+    runner?: CommandRunner;
+    deps?: Partial<BootcStepDeps>;
+    oci?: BootcStepDeps['oci'];
+    onProgress?: (p: Progress, abort: AbortController) => void;
+  } = {}): Promise<RunOutcome> {
+    const progress: Progress[] = [];
+    const logLines: string[] = [];
+    const containers: string[] = [];
+    const commands: string[][] = [];
+    const base = options.runner ?? realRunner;
+    const runner: CommandRunner = {
+      run(file, args, opts) {
+        commands.push([file, ...args]);
+        if (file === 'podman' && args.includes('pull')) pulled.add(args.at(-1)!);
+        const i = args.indexOf('--name');
+        if (file === 'podman' && i >= 0 && args[i + 1]) containers.push(args[i + 1]!);
+        return base.run(file, args, opts);
+      },
+    };
+    const log = createLogger({ level: 'debug', stream: { write: (line: string) => { logLines.push(line); } } });
+    const abort = new AbortController();
+    const step: StepDefinition = createBootcStep({
+      runner,
+      config: { disable_bootc_deploy: false, disk_wait_attempts: 1, disk_wait_delay: 0, include_loop_devices: true, state_dir: stateDir },
+      oci: options.oci ?? createOciClient({ log, certsDirs: [...DEFAULT_CERTS_DIRS, registry!.certsDir, ...(tokenRegistry ? [tokenRegistry.certsDir] : [])] }),
+      writeConfigDrive: async (device, value, o) => ({ ...(await writeConfigDrive(device, value, { runner, ...o })) }),
+      recordPartitionUuids: () => undefined,
+      retryDelayMs: 500,
+      ...options.deps,
+    });
+    const ctx: StepContext = {
+      signal: abort.signal,
+      log,
+      node: { uuid: '1be26c0b-03f2-4d2e-ae87-c02d7f33c123', properties: { root_device: { name: options.device ?? disk!.dev } }, instance_info: options.instanceInfo ?? {} },
+      ports: [],
+      reportProgress: (p) => {
+        progress.push(p);
+        options.onProgress?.(p, abort);
+      },
+    };
+    const started = performance.now();
+    const outcome: RunOutcome = { progress, logs: '', containers, commands, ms: 0 };
+    try {
+      outcome.result = await step.run({ image_source: `oci://${registry!.host}/os/standin:latest`, oci_pull_secret: STANDIN_PULL_SECRET, ...options.args }, ctx) as Record<string, unknown>;
+    } catch (err) {
+      assert.ok(isAgentError(err), `not an AgentError: ${String(err)}`);
+      outcome.error = err;
+    }
+    outcome.ms = performance.now() - started;
+    outcome.logs = logLines.join('');
+    return outcome;
+  }
+
+  // What every run must leave behind: no containers, no auth files, no secret in the logs.
+  async function assertClean(outcome: RunOutcome): Promise<void> {
+    for (const name of outcome.containers) {
+      assert.equal(probe('podman', ['container', 'exists', name]).status, 1, `container ${name} was left behind`);
+    }
+    const secrets = join(stateDir, 'secrets');
+    if (existsSync(secrets)) {
+      const left = (await readdir(secrets, { recursive: true })).filter(Boolean);
+      assert.deepEqual(left, [], 'auth files were left behind');
+    }
+    const injects = existsSync(stateDir) ? (await readdir(stateDir)).filter((f) => f.startsWith('inject-')) : [];
+    assert.deepEqual(injects, [], 'inject directories were left behind');
+    for (const canary of STANDIN_CANARIES) assert.ok(!outcome.logs.includes(canary), 'a registry secret reached the log');
+  }
+
+  // 65 MiB of ISO: compresses to almost nothing, decodes past the 64 MiB limit.
+  function bigConfigdrive(): string {
+    const iso = buildIso(dir, { files: { 'openstack/latest/meta_data.json': '{}', 'openstack/latest/pad': Buffer.alloc(65 * MiB) } });
+    return gzipSync(iso).toString('base64');
+  }
+
+  // An HTTP server on port 0 that answers 404 to everything; closed in `after`.
+  async function notFoundServer(): Promise<string> {
+    const server = createHttpServer((_req, res) => res.writeHead(404).end('not found'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise((resolve) => server.close(resolve)));
+    return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  }
+
+  function phasesOf(outcome: RunOutcome): string[] {
+    return outcome.progress.map((p) => p.phase).filter((p, i, all) => all.indexOf(p) === i);
+  }
+
+  // Mount the root filesystem read-only for the duration of `fn`.
+  async function withRootMounted<T>(partition: string, fn: (root: string) => Promise<T>): Promise<T> {
+    const mnt = await mkdtemp(join(dir, 'mnt-'));
+    sh('mount', ['-o', 'ro', partition, mnt]);
+    try {
+      return await fn(mnt);
+    } finally {
+      probe('umount', [mnt]);
+      await rm(mnt, { recursive: true, force: true });
+    }
+  }
+
+  test('installs, writes the config drive at the end, keys and kargs land where bootc puts them', async (t) => {
+    if (reason) return t.skip(reason);
+    const dev = disk!.dev;
+    layMarkerTable(dev);
+    const outcome = await runStep({
+      args: { configdrive },
+      instanceInfo: { bootc_authorized_keys: KEY, bootc_kargs: ['console=ttyS0,115200', 'quiet'] },
+    });
+    assert.equal(outcome.error, undefined, outcome.error && `${outcome.error.code}: ${outcome.error.message} ${JSON.stringify(outcome.error.details).slice(0, 2000)}`);
+    t.diagnostic(`install took ${Math.round(outcome.ms)} ms; phases ${JSON.stringify(outcome.result?.timings_ms)}`);
+    await assertClean(outcome);
+    const r = outcome.result!;
+    assert.equal(r.device, dev);
+    assert.equal(r.image_digest, standinDigest);
+    assert.equal(r.bootc_version, STANDIN_BOOTC_VERSION);
+    assert.equal(r.target_imgref, `${registry!.host}/os/standin:latest`);
+    assert.match(String(r.result), /written to device/);
+    assert.deepEqual(phasesOf(outcome), PHASES);
+    const milestones = outcome.progress.filter((p) => p.phase === 'install').map((p) => p.message);
+    for (const m of ['installing image', 'partitioning', 'creating root filesystem', 'injecting files', 'installation complete']) {
+      assert.ok(milestones.includes(m), `milestone ${m} missing from ${milestones.join(', ')}`);
+    }
+    const pull = outcome.progress.filter((p) => p.phase === 'pull').at(-1)!;
+    assert.equal(pull.bytes_done, pull.bytes_total);
+
+    // bootc's layout, then the config drive in the reserved tail.
+    const lines = partitionLines(dev);
+    assert.equal(lines.length, 4, lines.join('\n'));
+    assert.match(lines[0]!, /EF02\s+BIOS-BOOT$/);
+    assert.match(lines[1]!, /512\.0 MiB\s+EF00\s+EFI-SYSTEM$/);
+    assert.match(lines[2]!, /8304\s+root$/);
+    // IPA's `sgdisk -n 0:-64MB:0` gives 65 MiB after alignment too
+    assert.match(lines[3]!, /6[45]\.\d MiB\s+8300\s+config-2$/);
+    const parts = r.partitions as { node: string; type: string; name: string; size_bytes: number; start_bytes: number }[];
+    assert.equal(parts[2]!.type, ROOT_GUID_X86_64);
+    assert.equal(parts[2]!.size_bytes, (r.root_size_mib as number) * MiB);
+    assert.ok((r.free_tail_bytes as number) < 4 * MiB, `free tail ${String(r.free_tail_bytes)}`);
+    const uuids = r.partition_uuids as Record<string, string>;
+    assert.ok(uuids['root uuid'] && uuids['efi system partition uuid']);
+
+    // The config drive reads back without mounting.
+    const cd = (r.configdrive as { partition: { path: string } }).partition.path;
+    assert.equal(cd, `${dev}p4`);
+    assert.match(probe('blkid', ['-p', cd]).stdout, /LABEL="config-2".*TYPE="iso9660"/);
+    assert.deepEqual(JSON.parse(sh('isoinfo', ['-i', cd, '-R', '-x', '/openstack/latest/meta_data.json'])), META_DATA);
+
+    // Keys via tmpfiles.d in the deployment, kargs in the loader entry, target in the origin.
+    await withRootMounted(`${dev}p3`, async (root) => {
+      const deployDir = join(root, 'ostree/deploy/default/deploy');
+      const deployment = (await readdir(deployDir)).find((d) => d.endsWith('.0'))!;
+      const tmpfiles = await readFile(join(deployDir, deployment, 'etc/tmpfiles.d/bootc-root-ssh.conf'), 'utf8');
+      const line = tmpfiles.split('\n').find((l) => l.startsWith('f~ /root/.ssh/authorized_keys 600 root root - '))!;
+      assert.ok(line, tmpfiles);
+      assert.equal(Buffer.from(line.split(' ').at(-1)!, 'base64').toString(), `${KEY}\n`);
+      const entry = await readFile(join(root, 'boot/loader/entries/ostree-1.conf'), 'utf8');
+      const options = /^options (.*)$/m.exec(entry)![1]!.split(' ');
+      assert.ok(options.includes('console=ttyS0,115200') && options.includes('quiet'), entry);
+      assert.ok(options.some((o) => /^root=UUID=[0-9a-f-]{36}$/.test(o)), entry);
+      const origin = await readFile(join(deployDir, `${deployment}.origin`), 'utf8');
+      assert.match(origin, new RegExp(`container-image-reference=ostree-unverified-registry:${registry!.host}/os/standin:latest`));
+      assert.match(sh('blkid', ['-p', '-s', 'TYPE', '-o', 'value', `${dev}p3`]), /xfs/);
+    });
+  });
+
+  test('token auth registry, ext4, tpm2-luks layout with /boot, target imgref override, no config drive', async (t) => {
+    if (reason) return t.skip(reason);
+    tokenRegistry = await startStandinRegistry({ auth: 'token' });
+    cleanups.push(() => tokenRegistry?.stop());
+    cleanups.push(await tokenRegistry.installCaForPodman());
+    const pushed = await pushStandin(tokenRegistry, 'os/standin', 'v2', 'bootc');
+    const outcome = await runStep({
+      args: { image_source: `oci://${tokenRegistry.host}/os/standin:v2` },
+      instanceInfo: { bootc_filesystem: 'ext4', bootc_tpm2_luks: true, bootc_target_imgref: 'registry.example/os/standin:stable' },
+    });
+    assert.equal(outcome.error, undefined, outcome.error && `${outcome.error.code}: ${outcome.error.message}`);
+    await assertClean(outcome);
+    const r = outcome.result!;
+    assert.equal(r.image_digest, pushed.digest);
+    assert.equal(r.target_imgref, 'registry.example/os/standin:stable');
+    assert.ok(outcome.commands.some((c) => c.includes('--block-setup=tpm2-luks') && c.includes('--filesystem=ext4')));
+    const lines = partitionLines(disk!.dev);
+    assert.equal(lines.length, 4, lines.join('\n'));
+    assert.match(lines[2]!, /510\.0 MiB\s+8300\s+boot$/);
+    assert.match(lines[3]!, /8304\s+root$/);
+    assert.match(probe('blkid', ['-p', `${disk!.dev}p4`]).stdout, /TYPE="crypto_LUKS"/);
+    // The reserve left for a config drive survives the extra /boot (IPA's fixed 768 MiB does not).
+    assert.ok((r.free_tail_bytes as number) >= 64 * MiB, `free tail ${String(r.free_tail_bytes)}`);
+    await withRootMounted(`${disk!.dev}p3`, async (boot) => {
+      const entry = await readFile(join(boot, 'loader/entries/ostree-1.conf'), 'utf8');
+      assert.match(entry, /luks\.uuid=[0-9a-f-]{36} luks\.options=tpm2-device=auto,headless=true/);
+    });
+  });
+
+  test('the registry going down mid-pull is retried and the deploy succeeds', async (t) => {
+    if (reason) return t.skip(reason);
+    proxy = await startProxy(registry!.host);
+    cleanups.push(() => proxy?.close());
+    // podman verifies the proxy's host:port against certs.d: the registry's CA serves for it.
+    const certs = join('/etc/containers/certs.d', proxy.host);
+    execFileSync('mkdir', ['-p', certs]);
+    await writeFile(join(certs, 'ca.crt'), registry!.cert.cert);
+    cleanups.push(() => rm(certs, { recursive: true, force: true }));
+    const proxyCerts = await mkdtemp(join(dir, 'proxy-certs-'));
+    execFileSync('mkdir', ['-p', join(proxyCerts, proxy.host)]);
+    await writeFile(join(proxyCerts, proxy.host, 'ca.crt'), registry!.cert.cert);
+
+    // A layer this host does not have yet, so the pull really downloads (the stand-in's own
+    // layers are in local storage already: pulls of it only fetch manifest and config).
+    const overlay = await mkdtemp(join(dir, 'outage-overlay-'));
+    await mkdir(join(overlay, 'usr/share/standin'), { recursive: true });
+    await writeFile(join(overlay, 'usr/share/standin/noise.bin'), randomBytes(8 * MiB));
+    const local = await buildStandinVariant({ overlayDir: overlay, name: 'localhost/bootc-standin-outage' });
+    const imageId = sh('podman', ['image', 'inspect', '--format', '{{.Id}}', local]).trim();
+    cleanups.push(() => probe('podman', ['rmi', '--ignore', '--', imageId]));
+    await pushStandin(registry!, 'os/outage', 'latest', local);
+    sh('podman', ['rmi', '--', local]);
+
+    let pullFailures = 0;
+    const runner: CommandRunner = {
+      async run(file, args, opts) {
+        const isPull = file === 'podman' && args.includes('pull');
+        if (isPull && pullFailures === 0) proxy!.downAfterBytes = proxy!.bytes + 2 * MiB;
+        try {
+          return await realRunner.run(file, args, opts);
+        } catch (err) {
+          if (isPull) {
+            pullFailures++;
+            proxy!.setUp(true);
+          }
+          throw err;
+        }
+      },
+    };
+    layMarkerTable(disk!.dev);
+    const outcome = await runStep({
+      runner,
+      args: { image_source: `oci://${proxy.host}/os/outage:latest` },
+      oci: createOciClient({ certsDirs: [...DEFAULT_CERTS_DIRS, proxyCerts] }),
+    });
+    assert.equal(outcome.error, undefined, outcome.error && `${outcome.error.code}: ${outcome.error.message} (attempt ${String(outcome.error.details.attempt)}, ${pullFailures} failed pulls)`);
+    assert.equal(pullFailures, 1, 'the first pull failed while the registry was down');
+    assert.ok(proxy.bytes > 8 * MiB, `only ${proxy.bytes} bytes went through the proxy`);
+    assert.match(outcome.logs, /pull failed; retrying/);
+    await assertClean(outcome);
+    assert.equal(partitionLines(disk!.dev).length, 3);
+  });
+
+  // Failures found before a disk is chosen leave the disk as it was.
+  const earlyFailures: [string, () => Record<string, unknown>, string][] = [
+    ['wrong password', () => ({ oci_pull_secret: Buffer.from(Buffer.from(`${STANDIN_REGISTRY_USERNAME}:wrong-password`).toString('base64')).toString('base64') }), 'REGISTRY_AUTH_FAILED'],
+    ['no credentials', () => ({ oci_pull_secret: undefined }), 'REGISTRY_AUTH_FAILED'],
+    ['tag not found', () => ({ image_source: `oci://${registry!.host}/os/standin:no-such-tag` }), 'REGISTRY_NOT_FOUND'],
+    ['image for another architecture only', () => ({ image_source: `oci://${registry!.host}/os/foreign:latest` }), 'OCI_PLATFORM_NOT_FOUND'],
+    ['an OCI artifact, not a bootable image', () => ({ image_source: `oci://${registry!.host}/os/readme:v1` }), 'IMAGE_NOT_BOOTABLE'],
+    ['a configdrive that is not base64+gzip', () => ({ configdrive: 'H4sI!!not base64 at all' }), 'CONFIGDRIVE_INVALID'],
+    ['a configdrive over 64 MiB', () => ({ configdrive: bigConfigdrive() }), 'CONFIGDRIVE_TOO_LARGE'],
+  ];
+  for (const [name, args, code] of earlyFailures) {
+    test(`fails early with ${code}: ${name}; the disk is not touched`, async (t) => {
+      if (reason) return t.skip(reason);
+      layMarkerTable(disk!.dev);
+      const outcome = await runStep({ args: args() });
+      assert.equal(outcome.error?.code, code, outcome.error ? `${outcome.error.code}: ${outcome.error.message}` : 'succeeded');
+      assert.ok(!phasesOf(outcome).includes('pull'), `reached ${phasesOf(outcome).join(',')}`);
+      assert.equal(partitionLines(disk!.dev).length, 2, 'the marker table is still there');
+      await assertClean(outcome);
+    });
+  }
+
+  // Failures after the disk was chosen leave it without a partition table.
+  const lateFailures: [string, Parameters<typeof runStep>[0] & {}, string, string][] = [
+    ['an image without bootc', { args: { image_source: `oci://${'REG'}/os/nobootc:latest` } }, 'BOOTC_NOT_FOUND', 'probe'],
+    ['bootc failing half way (mkfs)', { instanceInfo: { bootc_kargs: ['standin.fail=rootfs'] } }, 'BOOTC_INSTALL_FAILED', 'install'],
+    ['a config drive URL that answers 404', { args: { configdrive: 'URL404' } }, 'CONFIGDRIVE_DOWNLOAD_FAILED', 'configdrive'],
+  ];
+  for (const [name, options, code, phase] of lateFailures) {
+    test(`fails with ${code} in phase ${phase}: ${name}; the disk is wiped`, async (t) => {
+      if (reason) return t.skip(reason);
+      layMarkerTable(disk!.dev);
+      const args = { ...options.args };
+      if (typeof args.image_source === 'string') args.image_source = args.image_source.replace('REG', registry!.host);
+      if (args.configdrive === 'URL404') args.configdrive = `${await notFoundServer()}/configdrive.iso.gz`;
+      const outcome = await runStep({ ...options, args });
+      assert.equal(outcome.error?.code, code, outcome.error ? `${outcome.error.code}: ${outcome.error.message}` : 'succeeded');
+      assert.equal(outcome.error!.details.phase, phase);
+      assert.match(outcome.error!.message, new RegExp(`failed in phase ${phase}`));
+      assert.equal((outcome.error!.details.cleanup as { disk?: string }).disk, 'wiped');
+      assertWiped(disk!.dev);
+      await assertClean(outcome);
+      if (code === 'BOOTC_INSTALL_FAILED') assert.match(String(outcome.error!.details.stderr_tail), /stand-in failure injected at 'rootfs'/);
+    });
+  }
+
+  test('fails with DISK_TOO_SMALL on a 1 GiB disk and wipes it', async (t) => {
+    if (reason) return t.skip(reason);
+    layMarkerTable(small!.dev);
+    const outcome = await runStep({ device: small!.dev });
+    assert.equal(outcome.error?.code, 'DISK_TOO_SMALL', outcome.error?.message);
+    assert.equal(outcome.error!.details.phase, 'disk');
+    assertWiped(small!.dev);
+    await assertClean(outcome);
+  });
+
+  test('fails with COMMAND_NOT_FOUND when podman is missing, and wipes the disk', async (t) => {
+    if (reason) return t.skip(reason);
+    layMarkerTable(disk!.dev);
+    const runner: CommandRunner = {
+      run: (file, args, opts) => realRunner.run(file === 'podman' ? 'podman-is-not-installed' : file, args, opts),
+    };
+    const outcome = await runStep({ runner });
+    assert.equal(outcome.error?.code, 'COMMAND_NOT_FOUND', outcome.error?.message);
+    assert.equal(outcome.error!.details.phase, 'pull');
+    assertWiped(disk!.dev);
+    await assertClean(outcome);
+  });
+
+  test('cancelling during install stops the container, fails with CANCELLED and wipes the disk', async (t) => {
+    if (reason) return t.skip(reason);
+    layMarkerTable(disk!.dev);
+    const outcome = await runStep({
+      instanceInfo: { bootc_kargs: ['standin.sleep=60'] },
+      onProgress: (p, abort) => {
+        if (p.phase === 'install' && p.message === 'partitioning') setTimeout(() => abort.abort(new Error('test cancelled')), 500);
+      },
+    });
+    assert.equal(outcome.error?.code, 'CANCELLED', outcome.error?.message);
+    assert.equal(outcome.error!.details.phase, 'install');
+    assert.ok(outcome.ms < 60_000, `took ${outcome.ms} ms`);
+    assertWiped(disk!.dev);
+    await assertClean(outcome);
+  });
+
+  test('the operator switch refuses the step before anything happens', async (t) => {
+    if (reason) return t.skip(reason);
+    layMarkerTable(disk!.dev);
+    const outcome = await runStep({ deps: { config: { disable_bootc_deploy: true, disk_wait_attempts: 1, disk_wait_delay: 0, include_loop_devices: true, state_dir: stateDir } } });
+    assert.equal(outcome.error?.code, 'STEP_DISABLED');
+    assert.equal(partitionLines(disk!.dev).length, 2);
+  });
+
+  test('control: the stand-in does catch a secret left where the tenant can read it', async (t) => {
+    if (reason) return t.skip(reason);
+    layMarkerTable(disk!.dev);
+    const leak = join(stateDir, 'leaked-auth.json');
+    await writeFile(leak, JSON.stringify({ auths: { [registry!.host]: { auth: STANDIN_CANARIES[1] } } }));
+    try {
+      const outcome = await runStep();
+      assert.equal(outcome.error?.code, 'BOOTC_INSTALL_FAILED', outcome.error?.message);
+      assert.match(String(outcome.error!.details.stderr_tail), /stand-in canary: .*leaked-auth\.json/);
+      assert.ok(!String(outcome.error!.details.stderr_tail).includes(STANDIN_CANARIES[1]!));
+      assertWiped(disk!.dev);
+    } finally {
+      await rm(leak, { force: true });
+    }
+  });
+});
