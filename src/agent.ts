@@ -16,6 +16,7 @@ import type { Config } from './config/index.ts';
 import { buildCallbackUrl, createHeartbeater, createIronicClient, findAdvertiseAddress, type Heartbeater, type IronicClient } from './conductor/index.ts';
 import { writeConfigDrive } from './configdrive/index.ts';
 import { createBootcStep } from './deploy/bootc-step.ts';
+import { createStandbyImageCommands, createWriteImageStep, type WriteImageDeps } from './image/index.ts';
 import { AgentError } from './errors.ts';
 import type { CommandRunner } from './exec/index.ts';
 import { collectInventory, createHardwareCommands, listNetworkInterfaces } from './hardware/index.ts';
@@ -75,11 +76,26 @@ export function createAgent(deps: AgentDeps): Agent {
   let certificatePem: string | undefined;
   let partitionUuids: Record<string, string> = {};
   let skipBmcDetect = false;
+  // Ironic keeps the last non-empty agent_status_message it received, so once a command whose
+  // progress went out in a heartbeat finishes, the next heartbeats say how it ended instead of
+  // leaving its last progress line on the node.
+  let progressSentFor: string | undefined;
+  let endMessage: string | undefined;
 
   const executor = new CommandExecutor({
     log,
-    onFinished: () => heartbeater?.force(),
+    onFinished: (result) => {
+      if (progressSentFor) endMessage = `${progressSentFor}: ${result.command_status}`;
+      progressSentFor = undefined;
+      heartbeater?.force();
+    },
   });
+  const imageDeps: WriteImageDeps = {
+    runner, config, oci,
+    writeConfigDrive: async (device, value, options) => ({ ...(await writeConfigDrive(device, value, { runner, ...options })) }),
+    recordPartitionUuids: (uuids) => { partitionUuids = uuids; },
+    getNode: async () => (await store.readNode())?.node,
+  };
   const steps = new StepRegistry();
   steps.register([
     ...createCleanSteps({ runner, includeLoopDevices: config.include_loop_devices }),
@@ -88,6 +104,7 @@ export function createAgent(deps: AgentDeps): Agent {
       writeConfigDrive: async (device, value, options) => ({ ...(await writeConfigDrive(device, value, { runner, ...options })) }),
       recordPartitionUuids: (uuids) => { partitionUuids = uuids; },
     }),
+    createWriteImageStep(imageDeps),
     ...(deps.extraSteps ?? []),
   ]);
   const inventory = (signal: AbortSignal) => collectInventory({
@@ -95,6 +112,7 @@ export function createAgent(deps: AgentDeps): Agent {
   });
   executor.register([
     ...createStepCommands(steps),
+    ...createStandbyImageCommands(imageDeps),
     ...createHardwareCommands({ runner, bootif: config.bootif, includeLoop: config.include_loop_devices }),
     ...createMachineCommands({
       power: deps.power,
@@ -184,9 +202,11 @@ export function createAgent(deps: AgentDeps): Agent {
         client, log,
         getState: () => {
           const current = executor.current();
+          if (current) progressSentFor = current.name;
+          const message = current ? statusMessage(current.name, current.progress) : endMessage;
           return {
             nodeUuid: uuid, callbackUrl, token, verifyCaPem: certificatePem, heartbeatTimeout,
-            ...(current ? { statusMessage: statusMessage(current.name, current.progress) } : {}),
+            ...(message ? { statusMessage: message } : {}),
           };
         },
       });

@@ -72,6 +72,13 @@ export const ERROR_CODES = {
   CONFIGDRIVE_NO_SPACE: { status: 500, type: 'InstanceDeployFailure', meaning: 'Less than 64 MiB is free at the end of the disk for a new config drive partition; details name the free space.' },
   CONFIGDRIVE_WRITE_FAILED: { status: 500, type: 'ConfigDriveWriteError', meaning: 'Writing the config drive to its partition, or reading it back to verify it, failed.' },
   PARTITION_TABLE_INVALID: { status: 500, type: 'InstanceDeployFailure', meaning: 'The disk has no GPT (MBR disks are refused; bootc always writes GPT), or more than one partition labelled `config-2`.' },
+  IMAGE_DOWNLOAD_FAILED: { status: 502, type: 'ImageDownloadError', meaning: 'write_image/fetch: no image URL could be downloaded (connection, TLS, HTTP status ≥ 400, or the transfer broke off); details list each URL tried and why it failed.' },
+  IMAGE_CHECKSUM_MISMATCH: { status: 500, type: 'ImageChecksumError', meaning: 'write_image/fetch: the downloaded bytes do not match `os_hash_value`/`checksum`; a disk already written to is wiped.' },
+  IMAGE_CHECKSUM_UNSUPPORTED: { status: 400, type: 'InvalidCommandParamsError', meaning: 'write_image/fetch: the checksum algorithm is unknown to this ramdisk, or is MD5 while MD5 is not allowed, or no checksum was given for an http(s) URL.' },
+  IMAGE_FORMAT_UNSUPPORTED: { status: 400, type: 'InvalidCommandParamsError', meaning: 'write_image/fetch: partition images, disk formats other than raw and qcow2, and xz compression are not supported.' },
+  IMAGE_TOO_LARGE: { status: 500, type: 'ImageWriteError', meaning: 'write_image/fetch: the image (raw size or qcow2 virtual size) is larger than the target disk; details name both sizes.' },
+  IMAGE_TEMP_NO_SPACE: { status: 500, type: 'ImageWriteError', meaning: 'write_image/fetch: a qcow2 image needs a temporary copy for `qemu-img convert` and it does not fit in the free space of the temporary directory; details name the directory and the numbers.' },
+  IMAGE_WRITE_FAILED: { status: 500, type: 'ImageWriteError', meaning: 'write_image/fetch: writing to the target device or file, fsync, or `qemu-img convert` failed; a disk already written to is wiped.' },
   INTERNAL: { status: 500, type: 'CommandExecutionError', meaning: 'An unexpected internal error; the full error is in the agent log.' },
 } as const satisfies Record<string, { status: number; type: string; meaning: string }>;
 

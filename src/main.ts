@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { createAgent } from './agent.ts';
+import { runFetchCli } from './cli/index.ts';
 import { formatHelp, loadConfig, OPTIONS, readConfigFile, type OptionKey } from './config/index.ts';
 import { describeError, toAgentError } from './errors.ts';
 import { createExecaRunner } from './exec/index.ts';
@@ -33,7 +34,22 @@ function parseFlags(argv: string[]) {
   return { values, overrides };
 }
 
+// `bootc-agent fetch …` is a one-shot tool, dispatched before the agent's own flags are parsed.
+async function fetchCommand(args: string[]): Promise<number> {
+  const stop = new AbortController();
+  const onSignal = () => stop.abort(new Error('interrupted'));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    return await runFetchCli(args, { stdout: process.stdout, stderr: process.stderr, env: process.env, signal: stop.signal });
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
 async function main(): Promise<number> {
+  if (process.argv[2] === 'fetch') return fetchCommand(process.argv.slice(3));
   let flags: ReturnType<typeof parseFlags>;
   try {
     flags = parseFlags(process.argv.slice(2));
@@ -42,7 +58,7 @@ async function main(): Promise<number> {
     return 2;
   }
   if (flags.values.help) {
-    process.stdout.write(`${formatHelp()}\n`);
+    process.stdout.write(`${formatHelp()}\n\nOther commands:\n  bootc-agent fetch SOURCE --output FILE|DEVICE [options]   write a disk image (see bootc-agent fetch --help)\n`);
     return 0;
   }
   if (flags.values.version) {

@@ -1,0 +1,151 @@
+/**
+ * On-the-fly decompression of an image stream: gzip with Node's zlib; zstd through the `zstd -dc`
+ * program. Node 20's zlib has no zstd (it arrived in Node 22.15/23.8 as an experimental API) and
+ * we add no npm dependencies, so zstd runs as a child process fed through a pipe: argv array, no
+ * shell, killed by its own pid on error or abort. Both keep memory constant: stream buffers are
+ * bounded and backpressure reaches the network socket.
+ * @module
+ */
+import { spawn } from 'node:child_process';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { AgentError } from '../errors.ts';
+import type { Compression } from '../oci/index.ts';
+
+export type StreamCompression = Exclude<Compression, 'xz'> | 'xz';
+
+const MAGIC: ReadonlyArray<[StreamCompression, number[]]> = [
+  ['gzip', [0x1f, 0x8b]],
+  ['zstd', [0x28, 0xb5, 0x2f, 0xfd]],
+  ['xz', [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]],
+];
+const QCOW2_MAGIC = [0x51, 0x46, 0x49, 0xfb];
+
+const startsWith = (chunk: Buffer, magic: readonly number[]) => chunk.length >= magic.length && magic.every((b, i) => chunk[i] === b);
+
+/** The compression a stream's first bytes announce ('none' when nothing matches). */
+export function sniffCompression(first: Buffer): StreamCompression {
+  for (const [name, magic] of MAGIC) if (startsWith(first, magic)) return name;
+  return 'none';
+}
+
+/** True when the (decompressed) bytes start like a qcow2 image (`QFI\xfb`). */
+export function isQcow2(first: Buffer): boolean {
+  return startsWith(first, QCOW2_MAGIC);
+}
+
+const CHUNK = 1024 * 1024;
+
+export interface DecompressOptions {
+  signal?: AbortSignal | undefined;
+  /** The zstd program (default `zstd` on PATH). */
+  zstdPath?: string | undefined;
+}
+
+/** Decompressed chunks of `input`; errors of the input or of the decompressor end the iteration. */
+export function decompress(input: AsyncIterable<Buffer>, compression: StreamCompression, options: DecompressOptions = {}): AsyncIterable<Buffer> {
+  if (compression === 'none') return input;
+  if (compression === 'gzip') return gunzip(input, options.signal);
+  if (compression === 'zstd') return unzstd(input, options);
+  throw new AgentError('IMAGE_FORMAT_UNSUPPORTED', 'xz-compressed images are not supported; use zstd or gzip', { details: { compression } });
+}
+
+async function* gunzip(input: AsyncIterable<Buffer>, signal: AbortSignal | undefined): AsyncGenerator<Buffer> {
+  const zlib = createGunzip({ chunkSize: 256 * 1024 });
+  const feeding = pipeline(Readable.from(input, { objectMode: false, highWaterMark: CHUNK }), zlib, signal ? { signal } : {});
+  // The pipeline's own rejection is read through the iteration below; avoid an unhandled one.
+  feeding.catch(() => undefined);
+  try {
+    for await (const chunk of zlib) yield chunk as Buffer;
+    await feeding;
+  } catch (err) {
+    throw wrapDecompressError('gzip', err);
+  } finally {
+    zlib.destroy();
+  }
+}
+
+async function* unzstd(input: AsyncIterable<Buffer>, options: DecompressOptions): AsyncGenerator<Buffer> {
+  const program = options.zstdPath ?? 'zstd';
+  const argv = [program, '-d', '-c', '-q'];
+  const child = spawn(program, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+  const stderr: Buffer[] = [];
+  let stderrBytes = 0;
+  child.stderr.on('data', (c: Buffer) => {
+    if (stderrBytes < 4096) stderr.push(c);
+    stderrBytes += c.length;
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((resolve) => {
+    child.once('error', (error) => resolve({ code: null, signal: null, error }));
+    child.once('close', (code, sig) => resolve({ code, signal: sig }));
+  });
+  const onAbort = () => child.kill('SIGKILL');
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  // The input's own error (network, digest) is kept apart from the EPIPE it causes on stdin.
+  let inputError: unknown;
+  // Errors thrown *into* this generator (Readable.from does so when the pipe breaks) are not the input's.
+  const guarded = (async function* () {
+    const iterator = input[Symbol.asyncIterator]();
+    try {
+      for (;;) {
+        let next: IteratorResult<Buffer>;
+        try {
+          next = await iterator.next();
+        } catch (err) {
+          inputError = err;
+          child.kill('SIGKILL');
+          throw err;
+        }
+        if (next.done) return;
+        yield next.value;
+      }
+    } finally {
+      await iterator.return?.();
+    }
+  })();
+  // Feeding stdin runs beside the reading of stdout; `pipeline` gives backpressure both ways.
+  const feeding = pipeline(Readable.from(guarded, { objectMode: false, highWaterMark: CHUNK }), child.stdin);
+  let feedError: unknown;
+  feeding.catch((err: unknown) => {
+    feedError = err;
+  });
+  let finished = false;
+  try {
+    // A read error is reported after the more telling ones: the input's, a spawn failure, zstd's exit.
+    let readError: unknown;
+    try {
+      for await (const chunk of child.stdout) yield chunk as Buffer;
+    } catch (err) {
+      readError = err;
+    }
+    const status = await exited;
+    if (inputError) throw inputError;
+    if (status.error) {
+      const code = (status.error as NodeJS.ErrnoException).code === 'ENOENT' ? 'COMMAND_NOT_FOUND' : 'IMAGE_WRITE_FAILED';
+      throw new AgentError(code, `Cannot run ${program} to decompress the zstd image: ${status.error.message}`, { cause: status.error, details: { argv } });
+    }
+    if (status.code !== 0) {
+      if (options.signal?.aborted) throw new AgentError('CANCELLED', 'The image write was cancelled', { cause: options.signal.reason });
+      throw new AgentError('IMAGE_WRITE_FAILED', `zstd could not decompress the image (exit ${status.code ?? status.signal}): ${Buffer.concat(stderr).toString('utf8').trim().slice(-500)}`, {
+        details: { argv, exit_code: status.code, signal: status.signal },
+      });
+    }
+    if (readError) throw readError;
+    await feeding.catch(() => undefined);
+    if (feedError) throw feedError;
+    finished = true;
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort);
+    if (!finished && child.exitCode === null) child.kill('SIGKILL');
+    await exited;
+  }
+}
+
+function wrapDecompressError(kind: string, err: unknown): unknown {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && code.startsWith('Z_')) {
+    return new AgentError('IMAGE_WRITE_FAILED', `The ${kind} stream is corrupt: ${(err as Error).message}`, { cause: err, details: { zlib_code: code } });
+  }
+  return err;
+}
