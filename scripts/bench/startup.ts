@@ -1,0 +1,288 @@
+/**
+ * Issue 2: agent start → API listening, → first heartbeat, and idle RSS, beside a bare
+ * `node -e 0`. The agent runs as a separate process (the bundle, and optionally through tsx),
+ * in standalone mode and against the fake conductor, each time with a fresh state dir (first
+ * boot: token and certificate are made). Listening is observed from outside by polling the
+ * TCP port; the first heartbeat by the fake conductor; where the time goes from the agent's own
+ * log timestamps.
+ * @module
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { build } from 'esbuild';
+import { startFakeConductor, type FakeConductor } from '../../test/helpers/fake-conductor.ts';
+import { ensureBundle } from './bundle.ts';
+import {
+  fmtMiB, fmtSeconds, freePort, median, procCpuSeconds, procMemory, ROOT, run, sleep, spread, table, verdict, which,
+  withTempDir, type BenchContext, type Section,
+} from './common.ts';
+
+const LISTEN_TARGET_S = 0.5;
+const RSS_TARGET_KIB = 60 * 1024;
+const IDLE_SETTLE_MS = 2000;
+
+interface Variant {
+  label: string;
+  /** Diagnostic rows run fewer times (at most 3) to keep the section short. */
+  diagnostic?: boolean;
+  argv: (extra: string[]) => string[];
+}
+
+interface StartSample {
+  listenS: number;
+  /** CPU seconds the agent had used when its port opened. */
+  listenCpuS?: number;
+  heartbeatS?: number;
+  idleRssKiB?: number;
+  hwmKiB?: number;
+  /** Seconds from spawn to each log message (first occurrence). */
+  marks: Record<string, number>;
+  /** Seconds from spawn to each conductor request (first of each path). */
+  conductor: Record<string, number>;
+}
+
+// The same bundle without the 10 MB inline source map: how much of the load is the map. Its
+// metafile also says which packages make up the code that every start has to parse.
+async function bundleWithoutSourceMap(dir: string): Promise<{ file: string; sizes: [string, number][] }> {
+  const outfile = join(dir, 'bootc-agent-nomap.mjs');
+  const result = await build({
+    entryPoints: [join(ROOT, 'src/main.ts')], outfile, bundle: true, platform: 'node', target: 'node20', format: 'esm',
+    sourcemap: false, legalComments: 'none', logLevel: 'silent', metafile: true,
+    banner: { js: "import { createRequire as __bootcAgentCreateRequire } from 'node:module'; const require = __bootcAgentCreateRequire(import.meta.url);" },
+  });
+  const bytes = new Map<string, number>();
+  for (const output of Object.values(result.metafile.outputs)) {
+    for (const [path, info] of Object.entries(output.inputs)) {
+      const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(path);
+      const key = m ? m[1]! : path.startsWith('src/') ? `src/${path.split('/')[1]}` : path;
+      bytes.set(key, (bytes.get(key) ?? 0) + info.bytesInOutput);
+    }
+  }
+  return { file: outfile, sizes: [...bytes].sort((a, b) => b[1] - a[1]) };
+}
+
+function cleanEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('BOOTC_AGENT_') && !k.startsWith('NODE_OPTIONS')) env[k] = v;
+  return env;
+}
+
+async function tcpOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => { socket.destroy(); resolve(true); });
+    socket.once('error', () => { socket.destroy(); resolve(false); });
+  });
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+// Spawn → exit of a short command, and the CPU seconds it used (GNU time), in seconds.
+async function timeExit(argv: string[]): Promise<{ wall: number; cpu?: number }> {
+  const time = which('time');
+  const started = performance.now();
+  const r = await run(time ?? argv[0]!, time ? ['-f', '%U %S', ...argv] : argv.slice(1), { cwd: ROOT, env: cleanEnv() });
+  const wall = (performance.now() - started) / 1000;
+  const m = /(\d+\.\d+) (\d+\.\d+)\s*$/.exec(r.stderr);
+  return { wall, ...(m ? { cpu: Number(m[1]) + Number(m[2]) } : {}) };
+}
+
+// RSS of an idle process running `argv`, read IDLE_SETTLE_MS after it started.
+async function idleRss(argv: string[]): Promise<{ rssKiB?: number; hwmKiB?: number }> {
+  const child = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, stdio: 'ignore', env: cleanEnv() });
+  try {
+    await sleep(IDLE_SETTLE_MS);
+    const mem = await procMemory(child.pid!);
+    return { rssKiB: mem?.rssKiB, hwmKiB: mem?.hwmKiB };
+  } finally {
+    await stopChild(child);
+  }
+}
+
+async function macAddresses(): Promise<string[]> {
+  const names = await readdir('/sys/class/net').catch(() => [] as string[]);
+  const macs: string[] = [];
+  for (const n of names) {
+    const mac = (await readFile(`/sys/class/net/${n}/address`, 'utf8').catch(() => '')).trim().toLowerCase();
+    if (/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(mac) && mac !== '00:00:00:00:00:00') macs.push(mac);
+  }
+  return macs;
+}
+
+// One agent start: fresh state dir, port polled every 5 ms, RSS read after the agent settled.
+async function startOnce(variant: Variant, tmp: string, withConductor: boolean, macs: string[]): Promise<StartSample> {
+  // A new conductor per start: each first boot must be handed a fresh token at lookup.
+  const conductor = withConductor ? await startFakeConductor({ ...(macs.length ? { macs } : {}), requireTls: true }) : undefined;
+  try {
+    return await startOnceWith(variant, tmp, conductor);
+  } finally {
+    await conductor?.close();
+  }
+}
+
+async function startOnceWith(variant: Variant, tmp: string, conductor: FakeConductor | undefined): Promise<StartSample> {
+  return withTempDir(tmp, 'agent-state-', async (stateDir) => {
+    const port = await freePort();
+    const extra = [
+      '--listen-host', '127.0.0.1', '--listen-port', String(port), '--advertise-host', '127.0.0.1',
+      '--state-dir', stateDir, '--log-file', join(stateDir, 'agent.log'), '--cmdline-file', '/dev/null',
+      '--config', join(stateDir, 'no-config.json'),
+      ...(conductor ? ['--api-url', conductor.url] : []),
+    ];
+    // An empty config file: never pick up /etc/bootc-agent/config.json from the machine.
+    await writeFile(join(stateDir, 'no-config.json'), '{}');
+    const spawnedAt = Date.now();
+    const started = performance.now();
+    const argv = variant.argv(extra);
+    const child = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv() });
+    const marks: Record<string, number> = {};
+    let stderr = '';
+    let buffered = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      buffered += d;
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        try {
+          const entry = JSON.parse(line) as { msg?: string; time?: string };
+          // Only the way up: messages after the first heartbeat (stopping, …) are not start-up.
+          if (entry.msg && entry.time && !(entry.msg in marks) && !('starting heartbeats' in marks) && !/^stopping/.test(entry.msg)) marks[entry.msg] = (Date.parse(entry.time) - spawnedAt) / 1000;
+        } catch { /* not JSON */ }
+      }
+    });
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    try {
+      let listenS: number | undefined;
+      while (listenS === undefined) {
+        if (child.exitCode !== null) throw new Error(`agent exited ${child.exitCode}: ${stderr.trim().slice(-300)}`);
+        if (performance.now() - started > 30_000) throw new Error('agent not listening after 30 s');
+        if (await tcpOpen(port)) listenS = (performance.now() - started) / 1000;
+        else await sleep(5);
+      }
+      const listenCpuS = await procCpuSeconds(child.pid!);
+      let heartbeatS: number | undefined;
+      while (conductor && heartbeatS === undefined) {
+        const hb = conductor.heartbeats[0];
+        if (hb) heartbeatS = (hb.at - spawnedAt) / 1000;
+        else if (child.exitCode !== null) throw new Error(`agent exited ${child.exitCode}: ${stderr.trim().slice(-300)}`);
+        else if (performance.now() - started > 60_000) throw new Error('no heartbeat within 60 s');
+        else await sleep(5);
+      }
+      await sleep(IDLE_SETTLE_MS);
+      const mem = await procMemory(child.pid!);
+      const conductorMarks: Record<string, number> = {};
+      for (const r of conductor?.requests ?? []) {
+        const key = `${r.method} ${r.path.startsWith('/v1/heartbeat/') ? '/v1/heartbeat' : r.path}${r.status >= 400 ? ` (${r.status})` : ''}`;
+        if (!(key in conductorMarks)) conductorMarks[key] = (r.at - spawnedAt) / 1000;
+      }
+      return { listenS, listenCpuS, heartbeatS, idleRssKiB: mem?.rssKiB, hwmKiB: mem?.hwmKiB, marks, conductor: conductorMarks };
+    } finally {
+      await stopChild(child);
+    }
+  });
+}
+
+function medianOf(samples: StartSample[], pick: (s: StartSample) => number | undefined): number | undefined {
+  const v = samples.map(pick).filter((x): x is number => x !== undefined);
+  return v.length ? median(v) : undefined;
+}
+
+// Median time of each log message / conductor request, in order of appearance.
+function breakdown(samples: StartSample[], field: 'marks' | 'conductor'): [string, number][] {
+  const keys = new Set<string>();
+  for (const s of samples) for (const k of Object.keys(s[field])) keys.add(k);
+  return [...keys].map((k) => [k, medianOf(samples, (s) => s[field][k])!] as [string, number]).sort((a, b) => a[1] - b[1]);
+}
+
+async function runStartup(ctx: BenchContext): Promise<void> {
+  const runs = ctx.options.startupRuns;
+  console.log(`  ${await ensureBundle(ctx)}`);
+  const node = process.execPath;
+  const variants: Variant[] = [
+    { label: 'node dist/bootc-agent.mjs', argv: (extra) => [node, 'dist/bootc-agent.mjs', ...extra] },
+  ];
+  const nomap = await bundleWithoutSourceMap(ctx.tmp).catch(() => undefined);
+  if (nomap) variants.push({ label: 'same bundle, no inline source map (diagnostic)', diagnostic: true, argv: (extra) => [node, nomap.file, ...extra] });
+  if (ctx.options.tsx) variants.push({ label: 'node --import tsx src/main.ts', diagnostic: true, argv: (extra) => [node, '--import', 'tsx', 'src/main.ts', ...extra] });
+
+  // Bare node: spawn → exit, and the RSS of an idle bare node.
+  const bareRuns: { wall: number; cpu?: number }[] = [];
+  for (let i = 0; i < runs; i++) bareRuns.push(await timeExit([node, '-e', '0']));
+  const bare = bareRuns.map((b) => b.wall);
+  const bareCpu = bareRuns.every((b) => b.cpu !== undefined) ? median(bareRuns.map((b) => b.cpu!)) : undefined;
+  const bareRss = await idleRss([node, '-e', 'setInterval(() => {}, 1e6)']);
+  const bareS = median(bare);
+
+  const macs = await macAddresses();
+  const rows: (string | undefined)[][] = [[
+    'node -e 0 (bare)', `${fmtSeconds(bareS)} / ${fmtSeconds(bareCpu)}`, '', '', fmtMiB(bareRss.rssKiB), '', spread(bare),
+  ]];
+  const details: string[] = [];
+  let primary: { listen?: number; hb?: number; rss?: number } = {};
+  {
+    for (const variant of variants) {
+      ctx.log(`startup: ${variant.label}`);
+      const n = variant.diagnostic ? Math.min(runs, 3) : runs;
+      const loadRuns: { wall: number; cpu?: number }[] = [];
+      for (let i = 0; i < n; i++) loadRuns.push(await timeExit([...variant.argv(['--help'])]));
+      const load = loadRuns.map((l) => l.wall);
+      const loadCpu = loadRuns.every((l) => l.cpu !== undefined) ? median(loadRuns.map((l) => l.cpu!)) : undefined;
+      const standalone: StartSample[] = [];
+      const withConductor: StartSample[] = [];
+      // Interleave the two modes so drift on a shared machine hits both alike.
+      for (let i = 0; i < n; i++) {
+        standalone.push(await startOnce(variant, ctx.tmp, false, macs));
+        withConductor.push(await startOnce(variant, ctx.tmp, true, macs));
+      }
+      const listen = medianOf(standalone, (s) => s.listenS);
+      const listenC = medianOf(withConductor, (s) => s.listenS);
+      const hb = medianOf(withConductor, (s) => s.heartbeatS);
+      const rss = medianOf(withConductor, (s) => s.idleRssKiB);
+      const rssStandalone = medianOf(standalone, (s) => s.idleRssKiB);
+      const hwm = medianOf(withConductor, (s) => s.hwmKiB);
+      if (!primary.listen) primary = { listen, hb, rss };
+      rows.push([
+        variant.label, `${fmtSeconds(median(load))} / ${fmtSeconds(loadCpu)}`, `${fmtSeconds(listen)} / ${fmtSeconds(medianOf(standalone, (s) => s.listenCpuS))}`, `${fmtSeconds(listenC)} / ${fmtSeconds(hb)}`,
+        `${fmtMiB(rssStandalone)} / ${fmtMiB(rss)}`, fmtMiB(hwm), spread(standalone.map((s) => s.listenS)),
+      ]);
+      const marks = breakdown(withConductor, 'marks');
+      const reqs = breakdown(withConductor, 'conductor');
+      const timeline = [...marks.map(([k, v]) => [`log: ${k}`, v] as [string, number]), ...reqs.map(([k, v]) => [`conductor saw ${k}`, v] as [string, number])]
+        .sort((a, b) => a[1] - b[1]);
+      details.push(`  where the time goes, ${variant.label}, with conductor (median ms after spawn; bare node exits at ${fmtSeconds(bareS)}, --help exits at ${fmtSeconds(median(load))}):`);
+      for (const [k, v] of timeline) details.push(`    ${(v * 1000).toFixed(0).padStart(6)} ms  ${k}`);
+    }
+  }
+  console.log(`  ${runs} runs each (diagnostic rows ${Math.min(runs, 3)}), median; fresh state dir per run (certificate + token generated); idle = ${IDLE_SETTLE_MS / 1000} s after listening/first heartbeat;`);
+  console.log('  cpu = user+system CPU seconds of the process (all its threads) — steadier than wall time on a busy machine');
+  console.log(table(
+    ['process', 'exit (--help): wall / cpu', 'standalone →listening: wall / cpu', 'conductor →listening / →heartbeat', 'idle RSS (standalone / conductor)', 'peak RSS', 'listening min–max'],
+    rows,
+  ));
+  console.log(details.join('\n'));
+  if (nomap) {
+    const total = nomap.sizes.reduce((sum, [, b]) => sum + b, 0);
+    console.log(`  what every start parses: ${(total / 2 ** 20).toFixed(2)} MiB of code in the bundle (without its source map); largest parts:`);
+    console.log(`    ${nomap.sizes.slice(0, 10).map(([k, b]) => `${k} ${(b / 1024).toFixed(0)} KiB`).join(', ')}`);
+  }
+  const listenMet = primary.listen === undefined ? undefined : primary.listen <= LISTEN_TARGET_S;
+  const rssMet = primary.rss === undefined ? undefined : primary.rss <= RSS_TARGET_KIB;
+  console.log(`  targets (bundle): listening ≤ ${LISTEN_TARGET_S} s → ${fmtSeconds(primary.listen)} (${(primary.listen ?? 0) / bareS > 0 ? `${((primary.listen ?? 0) / bareS).toFixed(1)}× bare node` : ''}) ${verdict(listenMet)}; `
+    + `idle RSS ≤ ${RSS_TARGET_KIB / 1024} MB → ${fmtMiB(primary.rss)} (${primary.rss && bareRss.rssKiB ? `${(primary.rss / bareRss.rssKiB).toFixed(1)}× bare node` : ''}) ${verdict(rssMet)}`);
+}
+
+export const startupSection: Section = {
+  name: 'startup',
+  title: 'agent start → API listening / first heartbeat, idle RSS (issue 2)',
+  run: runStartup,
+};
