@@ -1,0 +1,503 @@
+/**
+ * The QEMU deploy test: the real ramdisk (scripts/build-ramdisk) boots under qemu-system-x86_64
+ * (TCG, OVMF), looks itself up at a fake conductor on the host, and the conductor drives a bootc
+ * deploy of a bootable stand-in image from a TLS registry on the host through the agent API;
+ * then the VM is powered off through the agent, booted again from its disk, and the deployed
+ * system must report the config drive's uuid and the injected keys on the serial console.
+ *
+ *   node --import tsx scripts/qemu/deploy-test.ts [--build auto|always|never] [--keep]
+ *        [--skip-failures] [--work DIR] [--memory MiB]
+ *
+ * Exit status 0 on success, 1 on a failed check, 2 on a usage error, 77 when something this
+ * test needs is missing (printed as `SKIP: <reason>`). Serial logs are kept on failure.
+ */
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash, generateKeyPairSync, randomUUID } from 'node:crypto';
+import { constants as fsConstants, createReadStream, createWriteStream, existsSync, openSync, statSync, type WriteStream } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { parseArgs, promisify } from 'node:util';
+import { gzipSync } from 'node:zlib';
+import { startFakeConductor, type FakeConductor } from '../../test/helpers/fake-conductor.ts';
+import { startGuestRegistry, type GuestRegistry } from './registry.ts';
+
+const run = promisify(execFile);
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const MAC = '52:54:00:12:34:56';
+const GUEST_HOST_IP = '10.0.2.100';
+const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
+const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
+
+const { values: opts } = parseArgs({
+  options: {
+    build: { type: 'string', default: 'auto' },
+    keep: { type: 'boolean', default: false },
+    'skip-failures': { type: 'boolean', default: false },
+    work: { type: 'string' },
+    memory: { type: 'string', default: '6144' },
+    ramdisk: { type: 'string', default: join(ROOT, 'build/ramdisk') },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (opts.help) {
+  console.log('usage: scripts/qemu-deploy-test [--build auto|always|never] [--keep] [--skip-failures] [--work DIR] [--memory MiB] [--ramdisk DIR]');
+  process.exit(0);
+}
+if (!['auto', 'always', 'never'].includes(opts.build!)) {
+  console.error('--build must be auto, always or never');
+  process.exit(2);
+}
+
+const t0 = Date.now();
+const stamp = () => `${((Date.now() - t0) / 1000).toFixed(1).padStart(6)}s`;
+const log = (msg: string) => console.log(`[qemu-test ${stamp()}] ${msg}`);
+const timings: { phase: string; seconds: number; ok: boolean; note?: string }[] = [];
+const cleanups: (() => Promise<void> | void)[] = [];
+const serialLogs: string[] = [];
+
+class CheckFailed extends Error {}
+const fail = (msg: string): never => { throw new CheckFailed(msg); };
+
+async function phase<T>(name: string, fn: () => Promise<T>, note?: (v: T) => string): Promise<T> {
+  const start = Date.now();
+  log(`── ${name}`);
+  try {
+    const v = await fn();
+    const seconds = (Date.now() - start) / 1000;
+    const n = note?.(v);
+    timings.push({ phase: name, seconds, ok: true, ...(n ? { note: n } : {}) });
+    log(`   ${name}: ok in ${seconds.toFixed(1)} s${n ? ` (${n})` : ''}`);
+    return v;
+  } catch (err) {
+    timings.push({ phase: name, seconds: (Date.now() - start) / 1000, ok: false, note: (err as Error).message });
+    throw err;
+  }
+}
+
+function skipReason(): string | undefined {
+  if (process.platform !== 'linux' || process.arch !== 'x64') return 'needs Linux on x86_64';
+  if (process.getuid?.() !== 0) return 'needs root (debootstrap, podman, registry)';
+  const need: [string, string][] = [
+    ['/usr/bin/qemu-system-x86_64', 'qemu-system-x86'], [OVMF_CODE, 'ovmf'], [OVMF_VARS, 'ovmf'],
+    ['/usr/bin/docker-registry', 'docker-registry'], ['/usr/bin/skopeo', 'skopeo'], ['/usr/bin/podman', 'podman'],
+    ['/usr/bin/htpasswd', 'apache2-utils'], ['/usr/bin/openssl', 'openssl'], ['/usr/bin/genisoimage', 'genisoimage'],
+    ['/usr/bin/mdir', 'mtools'], ['/usr/sbin/sfdisk', 'fdisk'], ['/usr/sbin/debootstrap', 'debootstrap'], ['/usr/bin/cpio', 'cpio'], ['/bin/busybox', 'busybox-static'],
+  ];
+  const missing = [...new Set(need.filter(([p]) => !existsSync(p)).map(([, pkg]) => pkg))];
+  if (missing.length) return `missing Debian packages: ${missing.join(' ')}`;
+  return undefined;
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+/** Runs a command with its output prefixed and passed through; rejects on non-zero exit. */
+function runStreaming(cmd: string, args: string[], prefix: string): Promise<void> {
+  return new Promise((resolveRun, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
+    const pipe = (s: NodeJS.ReadableStream) => {
+      let buf = '';
+      s.on('data', (d: Buffer) => {
+        buf += d.toString();
+        const lines = buf.split('\n');
+        buf = lines.pop()!;
+        for (const l of lines) console.log(`${prefix} ${l}`);
+      });
+    };
+    pipe(child.stdout!);
+    pipe(child.stderr!);
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolveRun() : reject(new CheckFailed(`${cmd} exited ${code}`))));
+  });
+}
+
+// ---- the VM -----------------------------------------------------------------------------------
+
+interface Vm {
+  child: ChildProcess;
+  serial: string;
+  logPath: string;
+  exited: Promise<number | null>;
+  waitFor(re: RegExp, timeoutMs: number, what: string): Promise<RegExpMatchArray>;
+  /** Types a line into the serial console (the ramdisk autologins root there with bootc-agent-autologin=1). */
+  type(line: string): void;
+}
+
+function startVm(o: { name: string; work: string; disk: string; vars: string; memory: string; kernel?: string; initrd?: string; append?: string; hostfwd?: number; guestfwds?: number[] }): Vm {
+  const logPath = join(o.work, `serial-${o.name}.log`);
+  serialLogs.push(logPath);
+  const out: WriteStream = createWriteStream(logPath);
+  const net = [`user,id=n0,restrict=on`];
+  if (o.hostfwd) net.push(`hostfwd=tcp:127.0.0.1:${o.hostfwd}-:9999`);
+  // cmd: runs the relay once per guest connection; a tcp: target would serve only the first one.
+  for (const p of o.guestfwds ?? []) net.push(`guestfwd=tcp:${GUEST_HOST_IP}:${p}-cmd:${process.execPath} ${join(ROOT, 'scripts/qemu/relay.mjs')} ${p}`);
+  const args = [
+    '-name', `bootc-agent-${o.name}`, '-machine', 'q35', '-accel', process.env.QEMU_ACCEL ?? 'tcg', '-cpu', 'max',
+    '-smp', '2', '-m', o.memory, '-nodefaults', '-display', 'none', '-serial', 'stdio', '-no-reboot',
+    '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`,
+    '-drive', `if=pflash,format=raw,unit=1,file=${o.vars}`,
+    '-drive', `if=none,id=d0,format=raw,cache=unsafe,file=${o.disk}`,
+    '-device', 'virtio-blk-pci,drive=d0,bootindex=1,serial=bootc-target',
+    '-netdev', net.join(','), '-device', `virtio-net-pci,netdev=n0,mac=${MAC},romfile=`,
+    '-device', 'virtio-rng-pci',
+  ];
+  if (o.kernel) args.push('-kernel', o.kernel, '-initrd', o.initrd!, '-append', o.append!);
+  const child = spawn('qemu-system-x86_64', args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  child.stdin!.on('error', () => undefined);
+  // QEMU_TEST_CONSOLE=1: a FIFO next to the serial log feeds the serial console, for debugging
+  // by hand (`echo 'journalctl -u bootc-agent' > WORK/console-NAME.fifo`).
+  if (process.env.QEMU_TEST_CONSOLE === '1') {
+    const fifo = join(o.work, `console-${o.name}.fifo`);
+    spawnSync('mkfifo', [fifo]);
+    const fd = openSync(fifo, fsConstants.O_RDWR);
+    createReadStream('', { fd }).on('data', (d) => child.stdin!.write(d));
+    log(`   console input: ${fifo}`);
+  }
+  log(`   qemu pid ${child.pid}: serial → ${logPath}`);
+  const vm: Vm = {
+    child, serial: '', logPath,
+    exited: new Promise((r) => child.on('exit', (code) => { out.end(); r(code); })),
+    async waitFor(re, timeoutMs, what) {
+      const deadline = Date.now() + timeoutMs;
+      let exited = false;
+      void vm.exited.then(() => { exited = true; });
+      for (;;) {
+        const m = vm.serial.match(re);
+        if (m) return m;
+        if (exited) fail(`${what}: the VM exited first (serial log ${logPath})`);
+        if (Date.now() > deadline) fail(`${what}: not seen within ${Math.round(timeoutMs / 1000)} s (serial log ${logPath})`);
+        await sleep(250);
+      }
+    },
+    type(line) {
+      if (child.exitCode === null && child.stdin!.writable) child.stdin!.write(`${line}\n`);
+    },
+  };
+  child.stdout!.on('data', (d: Buffer) => {
+    out.write(d);
+    vm.serial += d.toString('utf8').replace(/\r/g, '');
+    if (vm.serial.length > 4_000_000) vm.serial = vm.serial.slice(-2_000_000);
+  });
+  child.stderr!.on('data', (d: Buffer) => { out.write(d); process.stderr.write(`[qemu] ${d}`); });
+  cleanups.push(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      await Promise.race([vm.exited, sleep(5000)]);
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  });
+  return vm;
+}
+
+/** Asks the ramdisk's serial root shell for the agent's state; the answer lands in the serial log. */
+async function debugDump(vm: Vm): Promise<void> {
+  log('   asking the guest for its state over the serial console …');
+  vm.type('');
+  vm.type("echo '=== DEBUG ==='; systemctl --no-pager status bootc-agent systemd-networkd-wait-online | cat; networkctl --no-pager | cat; ip -br addr; "
+    + "systemctl --no-pager list-jobs | cat; journalctl -b --no-pager -u bootc-agent | tail -n 60; echo '=== END ==='");
+  await Promise.race([vm.waitFor(/=== END ===\s*\n[^]*=== END ===/, 120_000, 'debug dump').catch(() => undefined), vm.exited]);
+}
+
+// ---- disk inspection (host side, raw image) ----------------------------------------------------
+
+interface DiskState { partitions: { node: string; start: number; type: string; name?: string }[]; bootable: boolean; detail: string }
+
+async function inspectDisk(disk: string): Promise<DiskState> {
+  let table: { partitiontable?: { sectorsize?: number; partitions?: { node: string; start: number; type: string; name?: string }[] } };
+  try {
+    const { stdout } = await run('sfdisk', ['-J', disk]);
+    table = JSON.parse(stdout);
+  } catch {
+    return { partitions: [], bootable: false, detail: 'no partition table' };
+  }
+  const partitions = table.partitiontable?.partitions ?? [];
+  const sector = table.partitiontable?.sectorsize ?? 512;
+  for (const p of partitions) {
+    if (p.type.toUpperCase() !== 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B') continue;
+    const r = spawnSync('mdir', ['-b', '-i', `${disk}@@${p.start * sector}`, '::/EFI/BOOT'], { env: { ...process.env, MTOOLS_SKIP_CHECK: '1' }, encoding: 'utf8' });
+    if (r.status === 0 && /BOOTX64\.EFI/i.test(r.stdout)) return { partitions, bootable: true, detail: `ESP ${p.node} has EFI/BOOT/BOOTX64.EFI` };
+  }
+  return { partitions, bootable: false, detail: `${partitions.length} partition(s), no ESP with a boot loader` };
+}
+
+// ---- the conductor side -------------------------------------------------------------------------
+
+interface WireResult { id: string; command_name: string; command_status: string; command_error: { message: string } | null; command_result: Record<string, unknown> | null }
+
+async function agentCommand(conductor: FakeConductor, name: string, params: unknown, wait: boolean): Promise<WireResult> {
+  const res = await conductor.callAgent({ method: 'POST', path: '/v1/commands/', query: { wait: String(wait) }, body: { name, params } });
+  if (res.status !== 200 && res.status !== 202) fail(`${name}: HTTP ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body as WireResult;
+}
+
+async function pollCommand(conductor: FakeConductor, id: string, timeoutMs: number, label: string): Promise<WireResult> {
+  const deadline = Date.now() + timeoutMs;
+  let lastProgress = '';
+  for (;;) {
+    const res = await conductor.callAgent({ path: '/v1/commands/' });
+    if (res.status !== 200) fail(`GET /v1/commands/: HTTP ${res.status}`);
+    const cmd = (res.body as { commands: WireResult[] }).commands.find((c) => c.id === id);
+    if (!cmd) fail(`command ${id} vanished from the agent's list`);
+    const progress = (cmd!.command_result as { progress?: { phase?: string; message?: string } } | null)?.progress;
+    const line = progress ? `${progress.phase ?? ''}: ${progress.message ?? ''}` : '';
+    if (line && line !== lastProgress) { log(`   ${label} progress ${line}`); lastProgress = line; }
+    if (cmd!.command_status !== 'RUNNING') return cmd!;
+    if (Date.now() > deadline) fail(`${label}: still RUNNING after ${Math.round(timeoutMs / 1000)} s`);
+    await sleep(3000);
+  }
+}
+
+function sshKey(comment: string): { line: string; fingerprint: string } {
+  const { publicKey } = generateKeyPairSync('ed25519');
+  const raw = publicKey.export({ format: 'der', type: 'spki' }).subarray(-32);
+  const str = (b: Buffer) => { const l = Buffer.alloc(4); l.writeUInt32BE(b.length); return Buffer.concat([l, b]); };
+  const blob = Buffer.concat([str(Buffer.from('ssh-ed25519')), str(raw)]);
+  const fingerprint = `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
+  return { line: `ssh-ed25519 ${blob.toString('base64')} ${comment}`, fingerprint };
+}
+
+async function buildConfigDrive(work: string, meta: object): Promise<string> {
+  const tree = await mkdtemp(join(work, 'configdrive-'));
+  await mkdir(join(tree, 'openstack/latest'), { recursive: true });
+  await writeFile(join(tree, 'openstack/latest/meta_data.json'), JSON.stringify(meta));
+  await writeFile(join(tree, 'openstack/latest/user_data'), '#cloud-config\n');
+  await writeFile(join(tree, 'openstack/latest/network_data.json'), '{"links":[],"networks":[],"services":[]}');
+  const iso = join(work, 'configdrive.iso');
+  await run('genisoimage', ['-quiet', '-o', iso, '-ldots', '-allow-lowercase', '-allow-multidot', '-l', '-J', '-r', '-V', 'config-2', tree]);
+  return gzipSync(await readFile(iso)).toString('base64');
+}
+
+/** An extra cpio appended to the initramfs: the registry's CA under certs.d (how a site adds CAs). */
+async function siteOverlay(work: string, registry: GuestRegistry, base: string): Promise<string> {
+  const tree = join(work, 'overlay');
+  const caDir = join(tree, 'etc/containers/certs.d', registry.guestAddress);
+  await mkdir(caDir, { recursive: true });
+  await writeFile(join(caDir, 'ca.crt'), registry.caPem);
+  const cpio = join(work, 'overlay.cpio');
+  await run('sh', ['-c', `cd "${tree}" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc --owner=0:0 --reproducible > "${cpio}"`]);
+  // The kernel looks for a following archive only at a 4-byte aligned offset and skips NUL
+  // bytes between archives: pad the compressed base before appending (else "Initramfs
+  // unpacking failed: invalid magic at start of compressed archive" and the overlay is lost).
+  const combined = join(work, 'initramfs-with-overlay');
+  const baseBytes = await readFile(base);
+  const pad = Buffer.alloc((4 - (baseBytes.length % 4)) % 4 + 512);
+  await writeFile(combined, Buffer.concat([baseBytes, pad, await readFile(cpio)]));
+  return combined;
+}
+
+// ---- main -------------------------------------------------------------------------------------
+
+async function ramdiskIsFresh(dir: string): Promise<boolean> {
+  const initrd = join(dir, 'bootc-agent.initramfs');
+  if (!existsSync(initrd) || !existsSync(join(dir, 'bootc-agent.kernel'))) return false;
+  const built = statSync(initrd).mtimeMs;
+  const inputs = [join(ROOT, 'scripts/build-ramdisk'), join(ROOT, 'dist/bootc-agent.mjs')];
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      if (e.isDirectory()) await walk(join(d, e.name)); else inputs.push(join(d, e.name));
+    }
+  };
+  await walk(join(ROOT, 'rootfs'));
+  await walk(join(ROOT, 'src'));
+  for (const f of inputs) if (existsSync(f) && (await stat(f)).mtimeMs > built) return false;
+  return true;
+}
+
+async function main(): Promise<number> {
+  const skip = skipReason();
+  if (skip) { console.log(`SKIP: ${skip}`); return 77; }
+  const work = opts.work ? resolve(opts.work) : await mkdtemp(join(tmpdir(), 'qemu-deploy-test-'));
+  await mkdir(work, { recursive: true });
+  log(`work dir ${work}`);
+  const ramdiskDir = resolve(opts.ramdisk!);
+
+  await phase('ramdisk', async () => {
+    if (opts.build === 'never' || (opts.build === 'auto' && await ramdiskIsFresh(ramdiskDir))) {
+      if (!existsSync(join(ramdiskDir, 'bootc-agent.initramfs'))) fail(`--build never but no ramdisk in ${ramdiskDir}`);
+      return 'reused';
+    }
+    await runStreaming(join(ROOT, 'scripts/build-ramdisk'), ['--out', ramdiskDir], '  [build]');
+    return 'built';
+  }, (v) => `${v}, initramfs ${(statSync(join(ramdiskDir, 'bootc-agent.initramfs')).size / 1048576).toFixed(0)} MiB`);
+
+  await phase('images', () => runStreaming(join(ROOT, 'scripts/qemu/build-bootable-image'), [], '  [image]'));
+
+  const registry = await phase('registry', async () => {
+    // Same credentials as scripts/qemu/build-bootable-image bakes into the image as canaries.
+    const r = await startGuestRegistry({ guestIp: GUEST_HOST_IP, username: 'qemu-user', password: 'canary-qemu-5d81f0c7a2' });
+    cleanups.push(() => r.stop());
+    await r.pushFromPodman('localhost/bootc-standin-bootable:latest', 'os/standin-bootable:latest');
+    await r.pushFromPodman('localhost/bootc-standin-nobootc:latest', 'os/nobootc:latest');
+    return r;
+  }, (r) => `https://${r.hostAddress}, guest sees ${r.guestAddress}`);
+
+  const conductor = await startFakeConductor({ macs: [MAC], heartbeatTimeout: 60 });
+  cleanups.push(() => conductor.close());
+  const conductorPort = Number(new URL(conductor.url).port);
+  const agentPort = await freePort();
+  const disk = join(work, 'disk.raw');
+  await run('truncate', ['-s', '10G', disk]);
+  const vars = join(work, 'OVMF_VARS.fd');
+  await copyFile(OVMF_VARS, vars);
+  const initrd = await siteOverlay(work, registry, join(ramdiskDir, 'bootc-agent.initramfs'));
+  const append = [
+    'console=ttyS0,115200', 'panic=-1',
+    `ipa-api-url=http://${GUEST_HOST_IP}:${conductorPort}`,
+    'ipa-advertise-host=127.0.0.1', `ipa-advertise-port=${agentPort}`,
+    'ipa-lookup-interval=2', 'bootc-agent-autologin=1', 'systemd.show_status=auto',
+  ].join(' ');
+  log(`   conductor ${conductor.url} (guest: http://${GUEST_HOST_IP}:${conductorPort}), agent API at https://127.0.0.1:${agentPort}, node ${conductor.nodeUuid}`);
+
+  const vm1 = await phase('boot ramdisk → first heartbeat', async () => {
+    const vm = startVm({
+      name: 'ramdisk', work, disk, vars, memory: opts.memory!, kernel: join(ramdiskDir, 'bootc-agent.kernel'), initrd, append,
+      hostfwd: agentPort, guestfwds: [conductorPort, registry.port],
+    });
+    const started = Date.now();
+    let lastReport = started;
+    for (;;) {
+      if (conductor.acceptedHeartbeats.length > 0) break;
+      if (Date.now() - lastReport > 30_000) {
+        lastReport = Date.now();
+        const last = conductor.requests.at(-1);
+        log(`   waiting: ${conductor.lookups.length} lookup(s), ${conductor.heartbeats.length} heartbeat(s)${last ? `, last ${last.method} ${last.path} → ${last.status} ${last.error ?? ''}` : ''}`);
+      }
+      if (vm.child.exitCode !== null) fail(`the VM exited before heartbeating (serial log ${vm.logPath})`);
+      if (Date.now() - started > 15 * 60_000) await debugDump(vm);
+      if (Date.now() - started > 15 * 60_000) fail(`no accepted heartbeat within 15 min (serial log ${vm.logPath}); lookups seen: ${conductor.lookups.length}, heartbeats: ${conductor.heartbeats.map((h) => `${h.status} ${h.error ?? ''}`).join('; ')}`);
+      await sleep(500);
+    }
+    return { vm, lookupAfter: (conductor.lookups[0]!.at - started) / 1000, heartbeatAfter: (conductor.acceptedHeartbeats[0]!.at - started) / 1000 };
+  }, (v) => `lookup after ${v.lookupAfter.toFixed(1)} s, heartbeat after ${v.heartbeatAfter.toFixed(1)} s, agent ${conductor.agentVersion}, ${conductor.agentUrl}`);
+
+  const node = (instanceInfo: Record<string, unknown>) => ({
+    uuid: conductor.nodeUuid, properties: { cpu_arch: 'x86_64' }, instance_info: instanceInfo, driver_internal_info: {},
+  });
+  const ports = [{ address: MAC, uuid: randomUUID() }];
+
+  await phase('get_deploy_steps', async () => {
+    const r = await agentCommand(conductor, 'deploy.get_deploy_steps', { node: node({}), ports }, true);
+    const text = JSON.stringify(r.command_result);
+    if (!text.includes('execute_bootc_install')) fail(`execute_bootc_install not among the deploy steps: ${text}`);
+    return r;
+  });
+
+  const secret = (user: string, pass: string) => Buffer.from(Buffer.from(`${user}:${pass}`).toString('base64')).toString('base64');
+  const deploy = async (label: string, args: Record<string, unknown>, instanceInfo: Record<string, unknown>, timeoutMs: number) => {
+    const r = await agentCommand(conductor, 'deploy.execute_deploy_step', {
+      step: { interface: 'deploy', step: 'execute_bootc_install', priority: 80, args },
+      node: node(instanceInfo), ports, deploy_version: null,
+    }, false);
+    return pollCommand(conductor, r.id, timeoutMs, label);
+  };
+
+  if (!opts['skip-failures']) {
+    await phase('deploy with a wrong registry password → FAILED', async () => {
+      const r = await deploy('wrong-password', { image_source: `oci://${registry.guestAddress}/os/standin-bootable:latest`, oci_pull_secret: secret(registry.username, 'wrong-password') }, {}, 10 * 60_000);
+      if (r.command_status !== 'FAILED') fail(`expected FAILED, got ${r.command_status}`);
+      // For the right reason: the registry answered and refused the credentials.
+      if (!/\b401\b|unauthori[sz]ed|denied/i.test(r.command_error?.message ?? '')) fail(`FAILED, but not for the credentials: ${r.command_error?.message}`);
+      const d = await inspectDisk(disk);
+      if (d.bootable) fail(`the disk is bootable after a failed deploy: ${d.detail}`);
+      return `${r.command_error?.message?.slice(0, 160)}; disk: ${d.detail}`;
+    }, (v) => v);
+    await phase('deploy of an image without bootc → FAILED', async () => {
+      const r = await deploy('no-bootc', { image_source: `oci://${registry.guestAddress}/os/nobootc:latest`, oci_pull_secret: secret(registry.username, registry.password) }, {}, 20 * 60_000);
+      if (r.command_status !== 'FAILED') fail(`expected FAILED, got ${r.command_status}`);
+      // For the right reason: pulled, then no bootc in the image (not a registry or TLS problem).
+      if (!/failed in phase (probe|install)\b/.test(r.command_error?.message ?? '')) fail(`FAILED, but not because bootc is missing: ${r.command_error?.message}`);
+      const d = await inspectDisk(disk);
+      if (d.bootable) fail(`the disk is bootable after a failed deploy: ${d.detail}`);
+      return `${r.command_error?.message?.slice(0, 160)}; disk: ${d.detail}`;
+    }, (v) => v);
+  }
+
+  const metaKey = sshKey('config-drive@qemu-test');
+  const bootcKey = sshKey('bootc-authorized-keys@qemu-test');
+  const meta = { uuid: conductor.nodeUuid, name: 'qemu-node', hostname: 'qemu-node', public_keys: { default: metaKey.line } };
+  await phase('deploy execute_bootc_install → SUCCEEDED', async () => {
+    const configdrive = await buildConfigDrive(work, meta);
+    const r = await deploy('deploy', {
+      image_source: `oci://${registry.guestAddress}/os/standin-bootable:latest`,
+      oci_pull_secret: secret(registry.username, registry.password), configdrive,
+    }, { bootc_authorized_keys: bootcKey.line, bootc_kargs: ['console=ttyS0,115200', 'bootc-qemu-test.poweroff'] }, 30 * 60_000);
+    if (r.command_status !== 'SUCCEEDED') fail(`deploy ${r.command_status}: ${JSON.stringify(r.command_error)}`);
+    const d = await inspectDisk(disk);
+    if (!d.bootable) fail(`deploy SUCCEEDED but the disk is not bootable: ${d.detail}`);
+    return `${d.detail}; partitions ${d.partitions.map((p) => p.name ?? p.type).join(', ')}`;
+  }, (v) => v);
+
+  await phase('standby.power_off', async () => {
+    await agentCommand(conductor, 'standby.power_off', {}, false);
+    const code = await Promise.race([vm1.vm.exited, sleep(5 * 60_000).then(() => 'timeout' as const)]);
+    if (code === 'timeout') fail('the VM did not power off within 5 min');
+    return code;
+  }, (c) => `qemu exited ${c}`);
+
+  await phase('boot the deployed disk → config drive + keys', async () => {
+    const vm = startVm({ name: 'disk', work, disk, vars, memory: '2048' });
+    const done = await vm.waitFor(/BOOTC-QEMU-CHECK done/, 15 * 60_000, 'the deployed system reporting');
+    void done;
+    const lines = vm.serial.split('\n').filter((l) => l.includes('BOOTC-QEMU-CHECK')).map((l) => l.slice(l.indexOf('BOOTC-QEMU-CHECK')));
+    for (const l of lines) log(`   guest: ${l}`);
+    const text = lines.join('\n');
+    if (!text.includes(`meta-data uuid=${conductor.nodeUuid}`)) fail(`the deployed system did not report uuid ${conductor.nodeUuid}`);
+    if (!text.includes(`meta-data key ${metaKey.fingerprint}`)) fail(`the config drive key ${metaKey.fingerprint} was not reported`);
+    if (!text.includes(`authorized-key ${bootcKey.fingerprint}`)) fail(`root's authorized_keys lacks the bootc_authorized_keys key ${bootcKey.fingerprint}`);
+    await Promise.race([vm.exited, sleep(120_000)]);
+    return lines.length;
+  }, (n) => `${n} report lines, uuid and both key fingerprints match`);
+
+  if (!opts.keep) await rm(work, { recursive: true, force: true });
+  else log(`kept ${work}`);
+  return 0;
+}
+
+function printSummary(): void {
+  if (!timings.length) return;
+  console.log('\n[qemu-test] summary');
+  for (const t of timings) console.log(`  ${t.ok ? 'ok  ' : 'FAIL'} ${t.seconds.toFixed(1).padStart(7)} s  ${t.phase}${t.note ? ` — ${t.note}` : ''}`);
+  console.log(`  total ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+let code = 1;
+let stopping = false;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    if (stopping) return;
+    stopping = true;
+    console.error(`[qemu-test] ${sig}: stopping the VM, registry and conductor`);
+    void (async () => {
+      for (const c of cleanups.reverse()) { try { await c(); } catch { /* best effort */ } }
+      printSummary();
+      for (const p of serialLogs) console.error(`[qemu-test] serial log kept: ${p}`);
+      process.exit(130);
+    })();
+  });
+}
+try {
+  code = await main();
+} catch (err) {
+  console.error(`[qemu-test] FAILED: ${err instanceof CheckFailed ? err.message : (err as Error).stack}`);
+  for (const p of serialLogs) {
+    console.error(`[qemu-test] serial log kept: ${p}`);
+    try {
+      const tail = (await readFile(p, 'utf8')).split('\n').slice(-40).join('\n');
+      console.error(`---- last lines of ${p} ----\n${tail}\n----`);
+    } catch { /* missing */ }
+  }
+  code = 1;
+} finally {
+  for (const c of cleanups.reverse()) { try { await c(); } catch { /* best effort */ } }
+  printSummary();
+}
+process.exit(code);

@@ -1,0 +1,50 @@
+// The QEMU deploy test (scripts/qemu-deploy-test) as a node:test: the real ramdisk boots under
+// QEMU, deploys a bootable stand-in image through the agent API and the deployed disk boots.
+// It needs root, qemu-system-x86, ovmf, debootstrap, podman, skopeo, docker-registry and more
+// (the script checks and answers exit 77 with `SKIP: <reason>`); it is skipped with the reason
+// printed when any of them is missing, and also when BOOTC_AGENT_SKIP_QEMU=1.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const SCRIPT = join(ROOT, 'scripts/qemu-deploy-test');
+
+function quickSkipReason(): string | undefined {
+  if (process.env.BOOTC_AGENT_SKIP_QEMU === '1') return 'BOOTC_AGENT_SKIP_QEMU=1';
+  if (process.platform !== 'linux' || process.arch !== 'x64') return 'needs Linux on x86_64';
+  if (process.getuid?.() !== 0) return 'needs root';
+  if (!existsSync('/usr/bin/qemu-system-x86_64')) return 'qemu-system-x86_64 not installed (apt-get install qemu-system-x86)';
+  if (!existsSync('/usr/share/OVMF/OVMF_CODE_4M.fd')) return 'OVMF not installed (apt-get install ovmf)';
+  return undefined;
+}
+
+const reason = quickSkipReason();
+if (reason) console.log(`qemu deploy test skipped: ${reason}`);
+
+test('QEMU: ramdisk boots, heartbeats, deploys a bootc image, powers off; the disk boots with the config drive and keys', { skip: reason ?? false, timeout: 40 * 60_000 }, async (t) => {
+  const output: string[] = [];
+  const code = await new Promise<number | null>((resolveRun) => {
+    const child = spawn(SCRIPT, [], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    for (const s of [child.stdout, child.stderr]) {
+      s.on('data', (d: Buffer) => {
+        const text = d.toString();
+        output.push(text);
+        // Progress on stderr, so it shows while the test runs (the runner reports it as comments).
+        process.stderr.write(text);
+      });
+    }
+    child.on('exit', (c) => resolveRun(c));
+  });
+  const text = output.join('');
+  if (code === 77) {
+    const why = /SKIP: (.*)/.exec(text)?.[1] ?? 'prerequisites missing';
+    console.log(`qemu deploy test skipped: ${why}`);
+    t.skip(why);
+    return;
+  }
+  assert.equal(code, 0, `scripts/qemu-deploy-test failed:\n${text.split('\n').slice(-80).join('\n')}`);
+});
