@@ -162,7 +162,7 @@ export function createAgent(deps: AgentDeps): Agent {
 
     if (config.api_url) {
       client = createIronicClient({ config, log, agentVersion: deps.version, ...(deps.ironicDispatcher ? { dispatcher: deps.ironicDispatcher } : {}) });
-      await client.discoverApiVersion({ signal: shutdown.signal });
+      // Version discovery happens inside the lookup loop, so an API that is not up yet is retried (IPA does the same).
       const macs = deps.lookupMacs ? await deps.lookupMacs() : (await listNetworkInterfaces({ log })).map((i) => i.mac_address).filter((m): m is string => Boolean(m));
       const found = await client.lookup({ macs, knownToken: known, signal: shutdown.signal });
       nodeUuid = found.node.uuid;

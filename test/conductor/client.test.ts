@@ -142,6 +142,14 @@ describe('Ironic client: version discovery and lookup', () => {
     await assert.rejects(onlyDead.lookup({ macs: [MAC] }), { code: 'LOOKUP_FAILED', message: /could not be reached/ });
   });
 
+  it('retries version discovery inside the lookup loop when GET / fails at first', async (t) => {
+    const { conductor, client, sleeps } = await setup(t, { rootScript: [503, 502] });
+    const found = await client.lookup({ macs: [MAC] });
+    assert.equal(found.node.uuid, conductor.nodeUuid);
+    assert.deepEqual(conductor.requests.map((r) => r.path), ['/', '/', '/', '/v1/lookup']);
+    assert.equal(sleeps.length, 2);
+  });
+
   it('stops retrying when its signal aborts', async (t) => {
     const controller = new AbortController();
     const { client } = await setup(t, { lookupScript: [404, 404] }, { sleep: async () => controller.abort() });

@@ -28,6 +28,8 @@ export interface FakeConductorOptions {
   tokenAlreadyIssued?: boolean;
   /** Answer the first lookups with these statuses, in order (e.g. [404, 409]). */
   lookupScript?: number[];
+  /** Answer the first `GET /` (version discovery) with these statuses, in order (e.g. [503]). */
+  rootScript?: number[];
   /** `[agent]require_tls` (default true, as Ironic ≥ 26). */
   requireTls?: boolean;
   /** Serve HTTPS with this certificate. */
@@ -81,6 +83,7 @@ export class FakeConductor {
   requireTls: boolean;
   private tokenIssued: boolean;
   private readonly lookupScript: number[];
+  private readonly rootScript: number[];
   private heartbeatScript: { status: number; message: string }[] = [];
   private readonly events = new EventEmitter();
   private server: Server | undefined;
@@ -94,6 +97,7 @@ export class FakeConductor {
     this.requireTls = options.requireTls ?? true;
     this.tokenIssued = options.tokenAlreadyIssued ?? false;
     this.lookupScript = [...(options.lookupScript ?? [])];
+    this.rootScript = [...(options.rootScript ?? [])];
   }
 
   get lookups(): RecordedRequest[] { return this.requests.filter((r) => r.path === '/v1/lookup'); }
@@ -195,6 +199,8 @@ export class FakeConductor {
 
   private route(r: RecordedRequest): { status: number; body?: unknown; error?: string } {
     if (r.method === 'GET' && r.path === '/') {
+      const scripted = this.rootScript.shift();
+      if (scripted !== undefined) return { status: scripted, error: 'Service Unavailable' };
       const v1 = { id: 'v1', links: [{ href: `${this.url}/v1/`, rel: 'self' }], status: 'CURRENT', min_version: '1.1', version: this.maxVersion };
       return { status: 200, body: { name: 'OpenStack Ironic API', description: 'fake', versions: [v1], default_version: v1 } };
     }
