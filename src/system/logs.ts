@@ -3,6 +3,7 @@
  * failed, built in well under the conductor's 60 s command timeout.
  * @module
  */
+import { getMaxListeners, setMaxListeners } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -55,6 +56,8 @@ export async function collectSystemLogs(options: CollectLogsOptions): Promise<{ 
   try {
     const sources = [...(options.sources ?? DEFAULT_LOG_SOURCES)];
     if (options.agentLogFile) sources.unshift({ name: 'agent.log', file: options.agentLogFile });
+    // Every source command listens on the one signal at the same time: not a leak.
+    setMaxListeners(Math.max(getMaxListeners(options.signal), sources.length + 10), options.signal);
     await Promise.all(sources.map(async (source) => {
       const started = performance.now();
       try {
