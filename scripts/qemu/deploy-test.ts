@@ -15,7 +15,6 @@ import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_proces
 import { createHash, generateKeyPairSync, randomUUID } from 'node:crypto';
 import { constants as fsConstants, createReadStream, createWriteStream, existsSync, openSync, statSync, type WriteStream } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -24,6 +23,7 @@ import { parseArgs, promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { startFakeConductor, type FakeConductor } from '../../test/helpers/fake-conductor.ts';
 import { startGuestRegistry, type GuestRegistry } from './registry.ts';
+import { freePort } from '../../test/helpers/registry.ts';
 
 const run = promisify(execFile);
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -92,13 +92,6 @@ function skipReason(): string | undefined {
   return undefined;
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 /** Runs a command with its output prefixed and passed through; rejects on non-zero exit. */
 function runStreaming(cmd: string, args: string[], prefix: string): Promise<void> {

@@ -6,11 +6,11 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Agent, request } from 'undici';
+import { freePort } from '../../test/helpers/registry.ts';
 
 const run = promisify(execFile);
 
@@ -31,13 +31,6 @@ export interface GuestRegistry {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 export async function startGuestRegistry(options: { guestIp?: string; username?: string; password?: string } = {}): Promise<GuestRegistry> {
   const guestIp = options.guestIp ?? '10.0.2.100';

@@ -83,7 +83,8 @@ export interface StartRegistryOptions {
   anonymousPull?: boolean;
 }
 
-async function freePort(): Promise<number> {
+/** A loopback TCP port that was free a moment ago (bind to 0, read, close). */
+export async function freePort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as { port: number }).port;
