@@ -149,3 +149,136 @@ function wrapDecompressError(kind: string, err: unknown): unknown {
   }
   return err;
 }
+
+/**
+ * The first `n` bytes `compressed` (the beginning of a zstd stream) decompresses to, from a
+ * short-lived `zstd -dc` (its complaint about the truncated input is expected and ignored);
+ * undefined when that beginning does not yield `n` bytes (the caller then pipes the whole
+ * stream through us instead). Used to sniff qcow2 before zstd writes straight to the target.
+ */
+export async function zstdHead(compressed: Buffer, n: number, options: DecompressOptions = {}): Promise<Buffer | undefined> {
+  const program = options.zstdPath ?? 'zstd';
+  const child = spawn(program, ['-d', '-c', '-q'], { stdio: ['pipe', 'pipe', 'ignore'] });
+  const out: Buffer[] = [];
+  let length = 0;
+  const closed = new Promise<boolean>((resolve) => {
+    child.once('error', () => resolve(false));
+    child.once('close', () => resolve(true));
+  });
+  child.stdin.on('error', () => undefined);
+  child.stdout.on('data', (c: Buffer) => {
+    out.push(c);
+    length += c.length;
+    if (length >= n) child.kill('SIGKILL');
+  });
+  child.stdin.end(compressed);
+  const onAbort = () => child.kill('SIGKILL');
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    await closed;
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort);
+  }
+  if (options.signal?.aborted) throw new AgentError('CANCELLED', 'The image write was cancelled', { cause: options.signal.reason });
+  return length >= n ? Buffer.concat(out).subarray(0, n) : undefined;
+}
+
+export interface ZstdToFdOptions extends DecompressOptions {
+  /** `--sparse` (a regular file opened empty: zero runs become holes) or `--no-sparse` (a device). */
+  sparse: boolean;
+  /** Milliseconds the feeding waited for zstd (decompressing, or blocked on the target). */
+  onWait?: ((ms: number) => void) | undefined;
+}
+
+const FEED_BATCH = 256 * 1024;
+
+/**
+ * `zstd -dc` with its stdout on `fd` (the opened target): the decompressed bytes never pass
+ * through this process, zstd writes them itself. `input` (the compressed, already verified-on-
+ * the-fly stream) is fed to its stdin in batches (one writev per ~256 KiB). Resolves when zstd
+ * exited 0 after the whole input; the input's own error wins over the broken pipe it causes.
+ * The caller owns `fd` (position, fsync, close).
+ */
+export async function unzstdToFd(input: AsyncIterable<Buffer>, fd: number, options: ZstdToFdOptions): Promise<void> {
+  const program = options.zstdPath ?? 'zstd';
+  const argv = [program, '-d', '-c', '-q', options.sparse ? '--sparse' : '--no-sparse'];
+  const child = spawn(program, argv.slice(1), { stdio: ['pipe', fd, 'pipe'] });
+  const stderr: Buffer[] = [];
+  let stderrBytes = 0;
+  child.stderr!.on('data', (c: Buffer) => {
+    if (stderrBytes < 4096) stderr.push(c);
+    stderrBytes += c.length;
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((resolve) => {
+    child.once('error', (error) => resolve({ code: null, signal: null, error }));
+    child.once('close', (code, sig) => resolve({ code, signal: sig }));
+  });
+  const stdin = child.stdin!;
+  let stdinGone = false;
+  stdin.on('error', () => { stdinGone = true; });
+  stdin.once('close', () => { stdinGone = true; });
+  const onAbort = () => child.kill('SIGKILL');
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  const drained = () => new Promise<void>((resolve) => {
+    const done = () => {
+      stdin.off('drain', done);
+      stdin.off('close', done);
+      resolve();
+    };
+    stdin.on('drain', done);
+    stdin.on('close', done);
+  });
+  let inputError: unknown;
+  let finished = false;
+  try {
+    let batch: Buffer[] = [];
+    let batched = 0;
+    const flush = async () => {
+      if (batched === 0 || stdinGone) return;
+      // cork/uncork: the batch goes out as one writev, no copy.
+      stdin.cork();
+      for (const b of batch) stdin.write(b);
+      stdin.uncork();
+      batch = [];
+      batched = 0;
+      if (stdin.writableNeedDrain && !stdinGone) {
+        const t = performance.now();
+        await drained();
+        options.onWait?.(performance.now() - t);
+      }
+    };
+    try {
+      for await (const chunk of input) {
+        if (stdinGone) break;
+        batch.push(chunk);
+        batched += chunk.length;
+        if (batched >= FEED_BATCH) await flush();
+      }
+      await flush();
+    } catch (err) {
+      inputError = err;
+      child.kill('SIGKILL');
+    }
+    if (!stdinGone) stdin.end();
+    const t = performance.now();
+    const status = await exited;
+    options.onWait?.(performance.now() - t);
+    if (inputError) throw inputError;
+    if (status.error) {
+      const code = (status.error as NodeJS.ErrnoException).code === 'ENOENT' ? 'COMMAND_NOT_FOUND' : 'IMAGE_WRITE_FAILED';
+      throw new AgentError(code, `Cannot run ${program} to decompress the zstd image: ${status.error.message}`, { cause: status.error, details: { argv } });
+    }
+    if (status.code !== 0) {
+      if (options.signal?.aborted) throw new AgentError('CANCELLED', 'The image write was cancelled', { cause: options.signal.reason });
+      const message = Buffer.concat(stderr).toString('utf8').trim().slice(-500);
+      throw new AgentError('IMAGE_WRITE_FAILED', `zstd could not decompress the image (exit ${status.code ?? status.signal}): ${message}`, {
+        details: { argv, exit_code: status.code, signal: status.signal, ...(/No space left/i.test(message) ? { errno: 'ENOSPC' } : {}) },
+      });
+    }
+    finished = true;
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort);
+    if (!finished && child.exitCode === null) child.kill('SIGKILL');
+    await exited;
+  }
+}

@@ -1,8 +1,9 @@
 /**
  * `writeArtifactToTarget`: one image from the first working URL (`oci://`, `https://`,
  * `http://`) to a block device or a file — checksum verified while streaming, decompressed on
- * the fly (gzip, zstd), written in constant memory with backpressure, fsynced, partitions
- * re-read. qcow2 goes through a temporary copy and `qemu-img convert`. A disk that was
+ * the fly (gzip in-process; a raw zstd image is written by `zstd` itself, straight to the
+ * target), written in constant memory with backpressure (O_DIRECT on block devices), fsynced,
+ * partitions re-read. qcow2 goes through a temporary copy and `qemu-img convert`. A disk that was
  * written to is wiped (metadata erased) when anything fails afterwards.
  * @module
  */
@@ -16,13 +17,14 @@ import type { CommandRunner } from '../exec/index.ts';
 import type { Logger } from '../log/index.ts';
 import type { Credentials, DownloadSource, OciClient } from '../oci/index.ts';
 import { ChecksumVerifier, type ExpectedChecksum } from './checksum.ts';
-import { decompress, isQcow2, sniffCompression, type StreamCompression } from './decompress.ts';
+import { decompress, isQcow2, sniffCompression, zstdHead, type StreamCompression } from './decompress.ts';
 import { redactUrl, type HttpSourceOptions } from './http-source.ts';
+import { gcEvery } from './gc.ts';
 import { closeQuietly, peek, type Peeked } from './peek.ts';
 import { qemuImgConvert, qemuImgInfo, statfsFreeSpace, tempSpaceError, TEMP_RESERVE_BYTES, type FreeSpace } from './qcow2.ts';
 import { openFirst } from './source.ts';
-import { describeTarget, rereadPartitions, syncPath, tooLarge, writeChunks, type TargetInfo } from './target.ts';
-import { PhaseClock, timedChunks, timedOutput, type Phases } from './timing.ts';
+import { describeTarget, rereadPartitions, syncPath, tooLarge, writeChunks, writeZstdToTarget, type TargetInfo } from './target.ts';
+import { PhaseClock, timedOutput, type Phases } from './timing.ts';
 
 export type DiskFormat = 'raw' | 'qcow2';
 
@@ -69,6 +71,11 @@ export interface WriteArtifactOptions {
   /** Erase a block device's metadata (or delete a file) after a failure once writing began (default true). */
   wipeOnFailure?: boolean | undefined;
   zstdPath?: string | undefined;
+  /**
+   * zstd raw images: let `zstd` write the decompressed bytes straight to the target (default
+   * true); false pipes them through this process like gzip.
+   */
+  zstdDirect?: boolean | undefined;
 }
 
 export interface WriteArtifactResult {
@@ -94,6 +101,11 @@ export interface WriteArtifactResult {
 }
 
 const PROGRESS_INTERVAL_MS = 250;
+// Compressed bytes handed to the qcow2 sniff: a zstd block is at most 128 KiB, so its first
+// block (and thus the first decompressed bytes) is always inside.
+const ZSTD_SNIFF_BYTES = 256 * 1024;
+// Downloaded bytes between two scavenges (see gc.ts): bounds the dead network buffers held.
+const GC_EVERY_BYTES = 8 * 1024 * 1024;
 
 // A half-written target must not look like a good one: erase a disk's metadata, delete a file.
 async function wipeTarget(target: TargetInfo, runner: CommandRunner, log: Logger | undefined): Promise<string> {
@@ -137,30 +149,57 @@ export async function writeArtifactToTarget(options: WriteArtifactOptions): Prom
     options.onProgress({ phase, bytesDownloaded: downloaded, bytesTotal: source.size, bytesWritten: written });
   };
 
+  const collect = gcEvery(GC_EVERY_BYTES);
+  // One generator for the whole download side (wait, hash, count, report): each layer of async
+  // iteration costs per chunk, and TLS hands over 16 KiB chunks (65536 per GiB).
   async function* hashed(): AsyncGenerator<Buffer> {
-    for await (const chunk of timedChunks(source.chunks, clock, 'network')) {
-      const t = performance.now();
-      verifier?.update(chunk);
-      sha256?.update(chunk);
-      clock.add('hashing', performance.now() - t);
-      downloaded += chunk.length;
-      report();
-      yield chunk;
+    const iterator = source.chunks[Symbol.asyncIterator]();
+    try {
+      for (;;) {
+        const t0 = performance.now();
+        const next = await iterator.next();
+        const t1 = performance.now();
+        clock.add('network', t1 - t0);
+        if (next.done) break;
+        const chunk = next.value;
+        if (verifier || sha256) {
+          verifier?.update(chunk);
+          sha256?.update(chunk);
+          clock.add('hashing', performance.now() - t1);
+        }
+        downloaded += chunk.length;
+        collect(downloaded);
+        report();
+        yield chunk;
+      }
+    } finally {
+      await iterator.return?.();
     }
     complete = true;
   }
 
   let input: Peeked | undefined;
+  let sniffed: Peeked | undefined;
   let body: Peeked | undefined;
   try {
     input = await peek(hashed(), 8);
     if (input.head.length === 0) throw new AgentError('IMAGE_DOWNLOAD_FAILED', `The image at ${shownUrl} is empty`, { details: { url: shownUrl } });
     const declared = opened.compression;
     const compression: StreamCompression = declared === 'gzip' || declared === 'zstd' || declared === 'xz' ? declared : sniffCompression(input.head);
-    const output = compression === 'none' ? input.all : timedOutput(decompress(input.all, compression, { signal, zstdPath: options.zstdPath }), clock);
-    body = await peek(output, 4);
-    const format: DiskFormat = isQcow2(body.head) ? 'qcow2' : 'raw';
     const declaredFormat = options.diskFormat ?? opened.diskFormat;
+    let compressed = input.all;
+    // zstd writes a raw image straight to the target (no decompressed byte through this process);
+    // qcow2 is sniffed first by decompressing just the stream's beginning.
+    let zstdDirect = false;
+    if (compression === 'zstd' && declaredFormat !== 'qcow2' && options.zstdDirect !== false) {
+      sniffed = await peek(input.all, ZSTD_SNIFF_BYTES);
+      compressed = sniffed.all;
+      const head = await zstdHead(sniffed.head, 4, { signal, zstdPath: options.zstdPath });
+      zstdDirect = head !== undefined && !isQcow2(head);
+    }
+    const output = compression === 'none' || zstdDirect ? compressed : timedOutput(decompress(compressed, compression, { signal, zstdPath: options.zstdPath }), clock);
+    body = zstdDirect ? undefined : await peek(output, 4);
+    const format: DiskFormat = body && isQcow2(body.head) ? 'qcow2' : 'raw';
     if (declaredFormat === 'qcow2' && format !== 'qcow2') {
       throw new AgentError('IMAGE_FORMAT_UNSUPPORTED', `The image at ${shownUrl} is declared qcow2 but does not start with the qcow2 magic`, { details: { url: shownUrl } });
     }
@@ -176,12 +215,17 @@ export async function writeArtifactToTarget(options: WriteArtifactOptions): Prom
       if (target.sizeBytes !== undefined && knownSize !== undefined && knownSize > target.sizeBytes) throw tooLarge(target, knownSize, 'raw size');
       // A file is truncated when opened: from then on a partial file is worse than none.
       if (target.kind === 'file') touched = true;
-      bytes = await writeChunks(target.path, target.kind, body.all, {
+      const writeOptions = {
         clock, onWritten,
         limit: target.sizeBytes,
-        onLimit: (n) => tooLarge(target, n, 'at least'),
+        onLimit: (n: number) => tooLarge(target, n, 'at least'),
         onFirstWrite: () => { touched = true; },
-      });
+      };
+      bytes = body
+        ? await writeChunks(target.path, target.kind, body.all, writeOptions)
+        : await writeZstdToTarget(target.path, target.kind, compressed, { ...writeOptions, signal, zstdPath: options.zstdPath });
+    } else if (!body) {
+      throw new AgentError('INTERNAL', 'qcow2 without a decompressed stream');
     } else {
       const tempDir = options.tempDir ?? tmpdir();
       const free = await (options.freeSpace ?? statfsFreeSpace)(tempDir);
@@ -244,6 +288,7 @@ export async function writeArtifactToTarget(options: WriteArtifactOptions): Prom
     // The source first: a read still pending inside the pipeline then fails instead of waiting.
     await source.close().catch(() => undefined);
     await closeQuietly(body);
+    await closeQuietly(sniffed);
     await closeQuietly(input);
   }
 }

@@ -27,6 +27,7 @@ export interface BlobOptions {
 }
 
 const PROGRESS_STEP = 1024 * 1024;
+const BATCH_BYTES = 256 * 1024;
 
 class Truncated extends Error {
   readonly code = 'BLOB_TRUNCATED';
@@ -61,6 +62,20 @@ async function* blobChunks(session: RegistrySession, d: Descriptor, options: Blo
   let lastProgress = 0;
   // After a restart from zero, the bytes already emitted are re-read and must hash the same.
   let prefixCheck: { expected: string; hash: Hash } | undefined;
+  // Fresh bytes counted in `emitted` but not yet yielded: TLS delivers 16 KiB chunks, and every
+  // consumer layer pays per chunk, so they leave in ~256 KiB batches (one copy).
+  let batch: Buffer[] = [];
+  let batched = 0;
+  const takeBatch = (): Buffer => {
+    const out = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batched);
+    batch = [];
+    batched = 0;
+    if (options.onProgress && (emitted - lastProgress >= PROGRESS_STEP || emitted === size)) {
+      lastProgress = emitted;
+      options.onProgress({ digest: d.digest, bytes: emitted, total: size });
+    }
+    return out;
+  };
 
   if (size === 0) {
     if (`${algorithm}:${hasher.digest('hex')}` !== d.digest) throw mismatch(d, 'empty blob digest mismatch');
@@ -108,13 +123,12 @@ async function* blobChunks(session: RegistrySession, d: Descriptor, options: Blo
         position += chunk.length;
         if (fresh.length > 0) {
           emitted += fresh.length;
-          yield fresh;
-          if (options.onProgress && (emitted - lastProgress >= PROGRESS_STEP || emitted === size)) {
-            lastProgress = emitted;
-            options.onProgress({ digest: d.digest, bytes: emitted, total: size });
-          }
+          batch.push(fresh);
+          batched += fresh.length;
+          if (batched >= BATCH_BYTES) yield takeBatch();
         }
       }
+      if (batched > 0) yield takeBatch();
       if (position < size) throw new Truncated(`stream ended after ${position} of ${size} bytes`);
       const actual = `${algorithm}:${hasher.digest('hex')}`;
       if (actual !== d.digest) throw mismatch(d, `digest mismatch (got ${actual})`, { actual });
@@ -124,6 +138,8 @@ async function* blobChunks(session: RegistrySession, d: Descriptor, options: Blo
       const aborted = cancelled(options.signal, err);
       if (aborted) throw aborted;
       if (!(err instanceof Truncated) && !isRetryableNetworkError(err)) throw err;
+      // Bytes already counted as emitted (hashed, in order) go out before the retry.
+      if (batched > 0) yield takeBatch();
       if (++resumes > maxResumes) {
         throw new AgentError('REGISTRY_UNREACHABLE', `blob ${d.digest}: interrupted ${resumes} times, giving up at ${emitted} of ${size} bytes`, {
           cause: err, details: { digest: d.digest, bytes: emitted, total: size },
