@@ -5,8 +5,8 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { setFlagsFromString } from 'node:v8';
 import { createAgent } from './agent.ts';
-import { runFetchCli } from './cli/index.ts';
 import { formatHelp, loadConfig, OPTIONS, readConfigFile, type OptionKey } from './config/index.ts';
 import { describeError, toAgentError } from './errors.ts';
 import { createExecaRunner } from './exec/index.ts';
@@ -35,7 +35,9 @@ function parseFlags(argv: string[]) {
 }
 
 // `bootc-agent fetch …` is a one-shot tool, dispatched before the agent's own flags are parsed.
+// Imported here, not at the top: the agent never runs its module code.
 async function fetchCommand(args: string[]): Promise<number> {
+  const { runFetchCli } = await import('./cli/index.ts');
   const stop = new AbortController();
   const onSignal = () => stop.abort(new Error('interrupted'));
   process.once('SIGINT', onSignal);
@@ -107,5 +109,12 @@ async function main(): Promise<number> {
     return 1;
   }
 }
+
+// undici parses HTTP with llhttp compiled to WebAssembly. V8 tiers its hot functions up with
+// TurboFan on a worker thread, and the zone memory of that one huge state-machine function
+// stays in the worker's malloc arena: ~10 MB of RSS for good, in about half the starts.
+// Liftoff (V8's baseline wasm compiler) is plenty for parsing HTTP headers and chunk framing.
+// Set before the first connection, which is when undici compiles the module.
+setFlagsFromString('--liftoff-only');
 
 process.exitCode = await main();

@@ -5,7 +5,6 @@
  */
 import { hostname as osHostname, machine } from 'node:os';
 import { join } from 'node:path';
-import si from 'systeminformation';
 import { listBlockDevices, type BlockDevice } from '../disk/index.ts';
 import { AgentError, isAgentError } from '../errors.ts';
 import type { CommandRunner } from '../exec/index.ts';
@@ -42,7 +41,19 @@ export interface CollectInventoryOptions {
   hostname?: () => string;
 }
 
-const defaultSystemInfo: SystemInfoSource = si;
+// systeminformation is loaded on the first inventory, not when the agent starts: its module
+// code costs ~25 ms of CPU and a few MB of heap, and most boots never need it before deploy.
+let systemInformation: Promise<SystemInfoSource> | undefined;
+const loadSystemInformation = (): Promise<SystemInfoSource> => (systemInformation ??= import('systeminformation').then((m) => m.default));
+const defaultSystemInfo: SystemInfoSource = {
+  networkInterfaces: async () => (await loadSystemInformation()).networkInterfaces(),
+  cpu: async () => (await loadSystemInformation()).cpu(),
+  cpuFlags: async () => (await loadSystemInformation()).cpuFlags(),
+  mem: async () => (await loadSystemInformation()).mem(),
+  memLayout: async () => (await loadSystemInformation()).memLayout(),
+  system: async () => (await loadSystemInformation()).system(),
+  bios: async () => (await loadSystemInformation()).bios(),
+};
 
 const MIB = 2 ** 20;
 // systeminformation fills in these when the firmware says nothing (no DMI in most VMs).
