@@ -121,16 +121,7 @@ async function* unzstd(input: AsyncIterable<Buffer>, options: DecompressOptions)
     }
     const status = await exited;
     if (inputError) throw inputError;
-    if (status.error) {
-      const code = (status.error as NodeJS.ErrnoException).code === 'ENOENT' ? 'COMMAND_NOT_FOUND' : 'IMAGE_WRITE_FAILED';
-      throw new AgentError(code, `Cannot run ${program} to decompress the zstd image: ${status.error.message}`, { cause: status.error, details: { argv } });
-    }
-    if (status.code !== 0) {
-      if (options.signal?.aborted) throw new AgentError('CANCELLED', 'The image write was cancelled', { cause: options.signal.reason });
-      throw new AgentError('IMAGE_WRITE_FAILED', `zstd could not decompress the image (exit ${status.code ?? status.signal}): ${Buffer.concat(stderr).toString('utf8').trim().slice(-500)}`, {
-        details: { argv, exit_code: status.code, signal: status.signal },
-      });
-    }
+    checkZstdExit(status, { program, argv, stderr, ...(options.signal ? { signal: options.signal } : {}) });
     if (readError) throw readError;
     await feeding.catch(() => undefined);
     if (feedError) throw feedError;
@@ -264,21 +255,30 @@ export async function unzstdToFd(input: AsyncIterable<Buffer>, fd: number, optio
     const status = await exited;
     options.onWait?.(performance.now() - t);
     if (inputError) throw inputError;
-    if (status.error) {
-      const code = (status.error as NodeJS.ErrnoException).code === 'ENOENT' ? 'COMMAND_NOT_FOUND' : 'IMAGE_WRITE_FAILED';
-      throw new AgentError(code, `Cannot run ${program} to decompress the zstd image: ${status.error.message}`, { cause: status.error, details: { argv } });
-    }
-    if (status.code !== 0) {
-      if (options.signal?.aborted) throw new AgentError('CANCELLED', 'The image write was cancelled', { cause: options.signal.reason });
-      const message = Buffer.concat(stderr).toString('utf8').trim().slice(-500);
-      throw new AgentError('IMAGE_WRITE_FAILED', `zstd could not decompress the image (exit ${status.code ?? status.signal}): ${message}`, {
-        details: { argv, exit_code: status.code, signal: status.signal, ...(/No space left/i.test(message) ? { errno: 'ENOSPC' } : {}) },
-      });
-    }
+    checkZstdExit(status, { program, argv, stderr, ...(options.signal ? { signal: options.signal } : {}) });
     finished = true;
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
     if (!finished && child.exitCode === null) child.kill('SIGKILL');
     await exited;
+  }
+}
+
+type ZstdExit = { code: number | null; signal: NodeJS.Signals | null; error?: Error };
+
+// How a zstd child ended, as our error: not started (missing binary), cancelled, or failed with
+// the tail of its stderr (a full target is marked ENOSPC so callers can say IMAGE_TOO_LARGE).
+function checkZstdExit(status: ZstdExit, ctx: { program: string; argv: readonly string[]; stderr: Buffer[]; signal?: AbortSignal }): void {
+  const { program, argv } = ctx;
+  if (status.error) {
+    const code = (status.error as NodeJS.ErrnoException).code === 'ENOENT' ? 'COMMAND_NOT_FOUND' : 'IMAGE_WRITE_FAILED';
+    throw new AgentError(code, `Cannot run ${program} to decompress the zstd image: ${status.error.message}`, { cause: status.error, details: { argv } });
+  }
+  if (status.code !== 0) {
+    if (ctx.signal?.aborted) throw new AgentError('CANCELLED', 'The image write was cancelled', { cause: ctx.signal.reason });
+    const message = Buffer.concat(ctx.stderr).toString('utf8').trim().slice(-500);
+    throw new AgentError('IMAGE_WRITE_FAILED', `zstd could not decompress the image (exit ${status.code ?? status.signal}): ${message}`, {
+      details: { argv, exit_code: status.code, signal: status.signal, ...(/No space left/i.test(message) ? { errno: 'ENOSPC' } : {}) },
+    });
   }
 }
