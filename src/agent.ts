@@ -14,14 +14,15 @@ import {
 } from './commands/index.ts';
 import type { Config } from './config/index.ts';
 import { buildCallbackUrl, createHeartbeater, createIronicClient, findAdvertiseAddress, type Heartbeater, type IronicClient } from './conductor/index.ts';
-import { writeConfigDrive } from './configdrive/index.ts';
-import { createBootcStep } from './deploy/bootc-step.ts';
-import { createStandbyImageCommands, createWriteImageStep, type WriteImageDeps } from './image/index.ts';
+import type { BootcStepDeps } from './deploy/bootc-step.ts';
+import { createLazyBootcStep } from './deploy/step.ts';
+import { createStandbyImageCommands, createWriteImageStep } from './image/commands.ts';
+import type { WriteImageDeps } from './image/step.ts';
 import { AgentError } from './errors.ts';
 import type { CommandRunner } from './exec/index.ts';
 import { collectInventory, createHardwareCommands, listNetworkInterfaces } from './hardware/index.ts';
 import type { Logger } from './log/index.ts';
-import { createOciClient, type OciClient } from './oci/index.ts';
+import type { OciClient } from './oci/index.ts';
 import { createStateStore, loadOrCreateCertificate, type StateStore } from './state/index.ts';
 import { collectSystemLogs, type PowerController } from './system/index.ts';
 
@@ -65,7 +66,6 @@ export function createAgent(deps: AgentDeps): Agent {
   const log = deps.log;
   const startedAt = Date.now() / 1000;
   const store: StateStore = createStateStore(config.state_dir);
-  const oci = deps.oci ?? createOciClient({ log: log.child({ component: 'oci' }) });
   const shutdown = new AbortController();
   const lockedDown = new AbortController();
   let token: string | undefined;
@@ -82,6 +82,18 @@ export function createAgent(deps: AgentDeps): Agent {
   let progressSentFor: string | undefined;
   let endMessage: string | undefined;
 
+  // The OCI client, the deploy steps' code and the config-drive writer load when a step first
+  // needs them (dynamic imports): an agent that only heartbeats never builds them.
+  let ociClient: Promise<OciClient> | undefined;
+  const getOci = (): Promise<OciClient> => (ociClient ??= deps.oci
+    ? Promise.resolve(deps.oci)
+    : import('./oci/index.ts').then((m) => m.createOciClient({ log: log.child({ component: 'oci' }) })));
+  const writeConfigDrive: WriteImageDeps['writeConfigDrive'] = async (device, value, options) => {
+    const configdrive = await import('./configdrive/index.ts');
+    return { ...(await configdrive.writeConfigDrive(device, value, { runner, ...options })) };
+  };
+  const recordPartitionUuids = (uuids: Record<string, string>): void => { partitionUuids = uuids; };
+
   const executor = new CommandExecutor({
     log,
     onFinished: (result) => {
@@ -90,20 +102,13 @@ export function createAgent(deps: AgentDeps): Agent {
       heartbeater?.force();
     },
   });
-  const imageDeps: WriteImageDeps = {
-    runner, config, oci,
-    writeConfigDrive: async (device, value, options) => ({ ...(await writeConfigDrive(device, value, { runner, ...options })) }),
-    recordPartitionUuids: (uuids) => { partitionUuids = uuids; },
-    getNode: async () => (await store.readNode())?.node,
-  };
+  const getNode = async () => (await store.readNode())?.node;
+  const imageDeps = async (): Promise<WriteImageDeps> => ({ runner, config, oci: await getOci(), writeConfigDrive, recordPartitionUuids, getNode });
+  const bootcDeps = async (): Promise<BootcStepDeps> => ({ runner, config, oci: await getOci(), writeConfigDrive, recordPartitionUuids });
   const steps = new StepRegistry();
   steps.register([
     ...createCleanSteps({ runner, includeLoopDevices: config.include_loop_devices }),
-    createBootcStep({
-      runner, config, oci,
-      writeConfigDrive: async (device, value, options) => ({ ...(await writeConfigDrive(device, value, { runner, ...options })) }),
-      recordPartitionUuids: (uuids) => { partitionUuids = uuids; },
-    }),
+    createLazyBootcStep(bootcDeps),
     createWriteImageStep(imageDeps),
     ...(deps.extraSteps ?? []),
   ]);
@@ -112,7 +117,7 @@ export function createAgent(deps: AgentDeps): Agent {
   });
   executor.register([
     ...createStepCommands(steps),
-    ...createStandbyImageCommands(imageDeps),
+    ...createStandbyImageCommands(imageDeps, getNode),
     ...createHardwareCommands({ runner, bootif: config.bootif, includeLoop: config.include_loop_devices }),
     ...createMachineCommands({
       power: deps.power,
@@ -220,7 +225,8 @@ export function createAgent(deps: AgentDeps): Agent {
     await executor.abortRunning('the agent is stopping');
     await server?.close();
     await client?.close();
-    await oci.close();
+    const oci = deps.oci ?? (ociClient ? await ociClient.catch(() => undefined) : undefined);
+    await oci?.close();
   }
 
   return {

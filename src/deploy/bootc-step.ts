@@ -22,6 +22,7 @@ import { partitionUuids, readPartitionTable, type PartitionTable } from './parti
 import { buildInstallArgs, INJECT_MOUNT, luksDropInToml } from './podman-args.ts';
 import { pathExists, probeBootc, pullImage, removeContainer, uniqueName, type PodmanDeps } from './podman.ts';
 import { bootcMilestone } from './progress.ts';
+import { BOOTC_STEP_INFO } from './step.ts';
 import { parseBootcDeployRequest } from './request.ts';
 
 export interface BootcStepDeps {
@@ -62,22 +63,10 @@ function installConfigFilesystem(config: string): string | undefined {
 }
 
 export function createBootcStep(deps: BootcStepDeps): StepDefinition {
-  return {
-    interface: 'deploy',
-    step: 'execute_bootc_install',
-    // The conductor's out-of-band step of the same name shadows this one (ipa-protocol.md §1.5).
-    priority: 0,
-    reboot_requested: false,
-    argsinfo: {
-      image_source: { description: 'oci://host[:port]/repository[:tag|@digest] of a bootable container image', required: true },
-      configdrive: { description: 'gzip+base64 ISO 9660 config drive, or an http(s) URL to one', required: false },
-      oci_pull_secret: { description: 'registry credentials (base64 of a docker auth value, and the other shapes the README lists)', required: false },
-    },
-    run: (args, ctx) => runBootcInstall(deps, args, ctx),
-  };
+  return { ...BOOTC_STEP_INFO, run: (args, ctx) => runBootcInstall(deps, args, ctx) };
 }
 
-async function runBootcInstall(deps: BootcStepDeps, args: Record<string, unknown>, ctx: StepContext): Promise<Record<string, unknown>> {
+export async function runBootcInstall(deps: BootcStepDeps, args: Record<string, unknown>, ctx: StepContext): Promise<Record<string, unknown>> {
   const { signal } = ctx;
   const log = ctx.log.child({ step: 'execute_bootc_install' });
   if (deps.config.disable_bootc_deploy) {

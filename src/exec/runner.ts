@@ -5,7 +5,6 @@
  * scripted fake (test/helpers/fake-runner.ts) or a real runner.
  * @module
  */
-import { execa } from 'execa';
 import { CommandFailedError } from '../errors.ts';
 
 export interface RunOptions {
@@ -65,10 +64,14 @@ function lineTap(callback: (line: string) => void) {
   };
 }
 
+// execa loads on the first command, not at start-up: an idle agent never runs one.
+let execaModule: Promise<typeof import('execa')> | undefined;
+
 /** The production runner, over execa. Non-zero exits become `CommandFailedError`. */
 export function createExecaRunner(): CommandRunner {
   return {
     async run(file, args, options = {}) {
+      const { execa } = await (execaModule ??= import('execa'));
       const started = performance.now();
       const secrets = options.secrets ?? [];
       const argv = [file, ...args];

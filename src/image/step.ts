@@ -1,15 +1,13 @@
 /**
- * The `write_image` deploy step of Ironic's `direct` interface (IPA `GenericHardwareManager`
- * `write_image` → `standby.prepare_image`) for whole-disk images, plus the `standby` commands
- * of that interface: `prepare_image` does the same work; `cache_image` is refused with
- * UNSUPPORTED_COMMAND (this agent streams, it keeps no image cache). Phases: disk, download
- * (verify, decompress, write), config drive, partition UUIDs. Any failure after writing began
- * leaves the disk wiped.
+ * The work of the `write_image` deploy step of Ironic's `direct` interface (IPA
+ * `GenericHardwareManager` `write_image` → `standby.prepare_image`) for whole-disk images; the
+ * step and the `standby` commands themselves are in ./commands.ts and load this on first use.
+ * Phases: disk, download (verify, decompress, write), config drive, partition UUIDs. Any
+ * failure after writing began leaves the disk wiped.
  * @module
  */
 import { open, readFile } from 'node:fs/promises';
-import { z } from 'zod';
-import { defineCommand, type CommandContext, type CommandDefinition, type NodeInfo, type StepDefinition } from '../commands/index.ts';
+import type { CommandContext, NodeInfo } from '../commands/index.ts';
 import type { Config } from '../config/index.ts';
 import { partitionUuids, readPartitionTable } from '../deploy/partitions.ts';
 import { eraseDevicesMetadata, rootDeviceSelectionFromNode, waitForRootDevice, type BlockDevice } from '../disk/index.ts';
@@ -71,7 +69,7 @@ function ociCredentials(request: WriteImageRequest): { credentials?: Credentials
 
 type Phase = 'validate' | 'disk' | 'download' | 'configdrive' | 'partitions' | 'done';
 
-async function runWriteImage(
+export async function runWriteImage(
   deps: WriteImageDeps, name: string, rawInfo: unknown, configdrive: unknown, node: NodeInfo | undefined, ctx: CommandContext,
 ): Promise<Record<string, unknown>> {
   const { signal } = ctx;
@@ -194,45 +192,4 @@ async function wipe(runner: CommandRunner, device: BlockDevice, log: Logger): Pr
     log.error({ err: new AgentError('DISK_WIPE_FAILED', `Wiping ${device.name} failed`, { cause: err }) }, 'disk state unknown');
     return describeError(toAgentError(err));
   }
-}
-
-export function createWriteImageStep(deps: WriteImageDeps): StepDefinition {
-  return {
-    interface: 'deploy',
-    step: 'write_image',
-    // As in IPA: the conductor proxies it through its own out-of-band write_image step
-    // (priority 80), so the in-band priority does not matter.
-    priority: 0,
-    reboot_requested: false,
-    argsinfo: {
-      image_info: { description: 'Ironic image_info: urls (http(s):// or oci://), os_hash_algo/os_hash_value, disk_format raw|qcow2, image_request_authorization, …', required: true },
-      configdrive: { description: 'gzip+base64 ISO 9660 config drive, or an http(s) URL to one', required: false },
-    },
-    run: (args, ctx) => runWriteImage(deps, 'write_image', args['image_info'], args['configdrive'], ctx.node, ctx),
-  };
-}
-
-/** `standby.prepare_image` (same work as write_image, node from lookup) and `standby.cache_image` (refused). */
-export function createStandbyImageCommands(deps: WriteImageDeps): CommandDefinition[] {
-  return [
-    defineCommand({
-      name: 'standby.prepare_image',
-      mode: 'async',
-      params: z.object({ image_info: z.record(z.string(), z.unknown()), configdrive: z.string().nullish() }).strict(),
-      run: async (params, ctx) => {
-        const node = await deps.getNode?.();
-        return runWriteImage(deps, 'prepare_image', params.image_info, params.configdrive, node, ctx);
-      },
-    }),
-    defineCommand({
-      name: 'standby.cache_image',
-      mode: 'async',
-      params: z.looseObject({}),
-      run: async () => {
-        throw new AgentError('UNSUPPORTED_COMMAND', 'standby.cache_image is not supported: this agent keeps no image cache and streams images straight to the disk (use the write_image deploy step or standby.prepare_image)', {
-          details: { command: 'standby.cache_image' },
-        });
-      },
-    }),
-  ];
 }
