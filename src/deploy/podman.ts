@@ -100,14 +100,15 @@ export async function probeBootc(deps: PodmanDeps, imageRef: string, signal: Abo
     const [versionLine, ...rest] = result.stdout.split('\n');
     return { version: parseBootcVersion(versionLine ?? ''), installConfig: rest.join('\n') };
   } catch (err) {
+    // `--rm` removes the container when podman ends normally; after a failure (cancelled,
+    // timed out, podman killed) make sure. Not on success: that is one podman process less.
+    await removeContainer(deps, name);
     if (isAgentError(err) && err.code === 'COMMAND_FAILED' && (err.details.exit_code === 127 || /executable file `?(bootc|\/bin\/sh)`? not found/.test(String(err.details.stderr_tail)))) {
       throw new AgentError('BOOTC_NOT_FOUND', `Container image ${imageRef} does not contain the required bootc binary and thus cannot be deployed`, {
         cause: err, details: { argv: err.details.argv, exit_code: err.details.exit_code, stderr_tail: err.details.stderr_tail },
       });
     }
     throw err;
-  } finally {
-    await removeContainer(deps, name);
   }
 }
 
