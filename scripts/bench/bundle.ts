@@ -4,6 +4,7 @@
  * change is mid-edit), with `node --import tsx src/main.ts` as the fallback.
  * @module
  */
+import { readFileSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ROOT, run, Skip, type BenchContext } from './common.ts';
@@ -31,10 +32,33 @@ export async function ensureBundle(ctx: BenchContext): Promise<string> {
   throw new Skip(`dist/bootc-agent.mjs missing and npm run build failed: ${r.stderr.trim().split('\n')[0]}`);
 }
 
+export const UNIT_FILE = join(ROOT, 'rootfs/etc/systemd/system/bootc-agent.service');
+
+/**
+ * The node options the ramdisk's unit starts the agent with (its `ExecStart=/usr/bin/node
+ * OPTIONS… /usr/lib/bootc-agent/bootc-agent.mjs`), so the benchmarks measure the agent the
+ * way it runs on a node; [] if the unit cannot be read.
+ */
+export function ramdiskNodeOptions(): string[] {
+  let unit: string;
+  try {
+    unit = readFileSync(UNIT_FILE, 'utf8');
+  } catch {
+    return [];
+  }
+  const line = /^ExecStart=\S*node\s+(.*)$/m.exec(unit)?.[1] ?? '';
+  const options: string[] = [];
+  for (const word of line.trim().split(/\s+/)) {
+    if (!word.startsWith('--')) break;
+    options.push(word);
+  }
+  return options;
+}
+
 /** argv prefix that runs the agent's `fetch` subcommand: the bundle if it has it, else tsx. */
 export async function fetchCommandPrefix(ctx: BenchContext): Promise<{ argv: string[]; note: string }> {
   const note = await ensureBundle(ctx).catch((err: unknown) => `no bundle: ${(err as Error).message}`);
-  const bundle = [process.execPath, BUNDLE, 'fetch'];
+  const bundle = [process.execPath, ...ramdiskNodeOptions(), BUNDLE, 'fetch'];
   if ((await run(bundle[0]!, [...bundle.slice(1), '--help'], { allowFail: true }).catch(() => undefined))?.code === 0) return { argv: bundle, note };
   const tsx = [process.execPath, '--import', 'tsx', join(ROOT, 'src/main.ts'), 'fetch'];
   const r = await run(tsx[0]!, [...tsx.slice(1), '--help'], { cwd: ROOT, allowFail: true }).catch(() => undefined);

@@ -13,7 +13,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { startFakeConductor, type FakeConductor } from '../../test/helpers/fake-conductor.ts';
-import { ensureBundle } from './bundle.ts';
+import { ensureBundle, ramdiskNodeOptions, UNIT_FILE } from './bundle.ts';
 import {
   fmtMiB, fmtSeconds, freePort, median, procCpuSeconds, procMemory, ROOT, run, sleep, spread, table, verdict, which,
   withTempDir, type BenchContext, type Section,
@@ -206,11 +206,14 @@ function breakdown(samples: StartSample[], field: 'marks' | 'conductor'): [strin
 
 async function runStartup(ctx: BenchContext): Promise<void> {
   const runs = ctx.options.startupRuns;
-  console.log(`  ${await ensureBundle(ctx)}`);
+  console.log(`  ${await ensureBundle(ctx)}; node options as in ${UNIT_FILE.slice(ROOT.length + 1)}: ${ramdiskNodeOptions().join(' ') || '(none)'}`);
   const node = process.execPath;
+  // The agent as the ramdisk's unit starts it (its node options), then plain `node`.
+  const unitOptions = ramdiskNodeOptions();
   const variants: Variant[] = [
-    { label: 'node dist/bootc-agent.mjs', argv: (extra) => [node, 'dist/bootc-agent.mjs', ...extra] },
+    { label: ['node', ...unitOptions, 'dist/bootc-agent.mjs'].join(' '), argv: (extra) => [node, ...unitOptions, 'dist/bootc-agent.mjs', ...extra] },
   ];
+  if (unitOptions.length) variants.push({ label: 'node dist/bootc-agent.mjs (no options; diagnostic)', diagnostic: true, argv: (extra) => [node, 'dist/bootc-agent.mjs', ...extra] });
   const nomap = await bundleWithoutSourceMap(ctx.tmp).catch(() => undefined);
   if (nomap) variants.push({ label: 'same bundle, no inline source map (diagnostic)', diagnostic: true, argv: (extra) => [node, nomap.file, ...extra] });
   if (ctx.options.tsx) variants.push({ label: 'node --import tsx src/main.ts', diagnostic: true, argv: (extra) => [node, '--import', 'tsx', 'src/main.ts', ...extra] });

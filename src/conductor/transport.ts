@@ -5,7 +5,7 @@
  * @module
  */
 import { readFileSync } from 'node:fs';
-import { rootCertificates } from 'node:tls';
+import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { Config } from '../config/index.ts';
 import { AgentError, isAgentError } from '../errors.ts';
@@ -48,19 +48,27 @@ export interface Transport {
 
 const MAX_REPLY_BYTES = 8 * 1024 * 1024;
 
-// `ca_file` adds to the system CAs, as its help text says, rather than replacing them.
+// `ca_file` adds to the system CAs, as its help text says, rather than replacing them. The
+// context is built once: given `ca`, Node would build one per connection (every heartbeat
+// opens one), re-parsing the whole root store each time.
 function createDispatcher(config: TransportConfig): Agent {
-  let ca: string[] | undefined;
+  let secureContext: SecureContext | undefined;
   if (config.ca_file) {
+    let pem: string;
     try {
-      ca = [...rootCertificates, readFileSync(config.ca_file, 'utf8')];
+      pem = readFileSync(config.ca_file, 'utf8');
     } catch (err) {
       throw new AgentError('CONFIG_INVALID', `ca_file ${config.ca_file} cannot be read: ${(err as Error).message}`, { cause: err });
+    }
+    try {
+      secureContext = createSecureContext({ ca: [...rootCertificates, pem] });
+    } catch (err) {
+      throw new AgentError('CONFIG_INVALID', `ca_file ${config.ca_file} holds no usable CA certificate: ${(err as Error).message}`, { cause: err });
     }
   }
   const timeoutMs = config.http_request_timeout * 1000;
   return new Agent({
-    connect: { rejectUnauthorized: !config.insecure, ...(ca ? { ca } : {}), timeout: timeoutMs },
+    connect: { rejectUnauthorized: !config.insecure, ...(secureContext ? { secureContext } : {}), timeout: timeoutMs },
     headersTimeout: timeoutMs,
     bodyTimeout: timeoutMs,
     // IPA keeps at most 2 connections to the API; a heartbeat and a lookup never overlap.

@@ -105,7 +105,7 @@ const PROGRESS_INTERVAL_MS = 250;
 // block (and thus the first decompressed bytes) is always inside.
 const ZSTD_SNIFF_BYTES = 256 * 1024;
 // Downloaded bytes between two scavenges (see gc.ts): bounds the dead network buffers held.
-const GC_EVERY_BYTES = 8 * 1024 * 1024;
+const GC_EVERY_BYTES = 2 * 1024 * 1024;
 
 // A half-written target must not look like a good one: erase a disk's metadata, delete a file.
 async function wipeTarget(target: TargetInfo, runner: CommandRunner, log: Logger | undefined): Promise<string> {
