@@ -5,5 +5,6 @@
  * log.child({ component: 'api' }).info({ port }, 'listening');
  * @module
  */
-export { createLogger, createSilentLogger, REDACT_PATHS } from './logger.ts';
+export { createLogger, createSilentLogger } from './logger.ts';
+export { CENSOR, redactRecord, SECRET_KEYS } from './redact.ts';
 export type { Logger, LoggerOptions } from './logger.ts';

@@ -7,24 +7,23 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino from 'pino';
 import type { DestinationStream, Logger as PinoLogger } from 'pino';
+import { redactRecord, type ErrorSerializer } from './redact.ts';
 
 export type Logger = PinoLogger;
 
-// Secrets must never reach a log line. Paths cover the shapes we log: request params,
-// step args, conductor replies and headers (pino's `*` matches one level).
-const SECRET_KEYS = [
-  'agent_token', 'token', 'access_token', 'refresh_token', 'identitytoken', 'password', 'passwd',
-  'oci_pull_secret', 'pull_secret', 'image_pull_secret', 'auth', 'authorization', 'Authorization',
-  'image_request_authorization', 'configdrive', 'bootc_authorized_keys', 'private_key', 'secret',
-];
-export const REDACT_PATHS = [
-  ...SECRET_KEYS,
-  ...SECRET_KEYS.map((k) => `*.${k}`),
-  ...SECRET_KEYS.map((k) => `*.*.${k}`),
-  ...SECRET_KEYS.map((k) => `*.*.*.${k}`),
-  'req.headers.authorization',
-  'req.query.agent_token',
-];
+// Secrets must never reach a log line: every record, every child's bindings and every error
+// go through redactRecord (src/log/redact.ts), which masks secret-keyed values at any depth.
+const serializeError: ErrorSerializer = (err) => pino.stdSerializers.err(err);
+const redact = (record: object): Record<string, unknown> => redactRecord(record, serializeError) as Record<string, unknown>;
+
+// pino formats a child's bindings without `formatters.bindings` (that one is for the root's
+// own): every logger's `child` redacts them first, and `onChild` passes that on to each child.
+function guardChildren(logger: PinoLogger): void {
+  const child = logger.child;
+  logger.child = function redactedChild(this: PinoLogger, bindings, options) {
+    return child.call(this, redact(bindings), options);
+  } as PinoLogger['child'];
+}
 
 export interface LoggerOptions {
   level?: string;
@@ -40,16 +39,21 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     mkdirSync(dirname(options.file), { recursive: true, mode: 0o700 });
     streams.push({ stream: pino.destination({ dest: options.file, sync: false, mkdir: true }) });
   }
-  return pino(
+  const root = pino(
     {
       name: 'bootc-agent',
+      onChild: guardChildren,
       level: options.level ?? 'info',
-      redact: { paths: REDACT_PATHS, censor: '***' },
       timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { level: (label) => ({ level: label }) },
+      formatters: { level: (label) => ({ level: label }), bindings: redact, log: redact },
+      // Records reach the serializer already redacted (formatters.log runs first), errors
+      // included; one given directly (`log.error(err)`) is serialized and redacted here.
+      serializers: { err: (err: unknown) => (err instanceof Error ? redact(serializeError(err)) : err) },
     },
     pino.multistream(streams.map((s) => ({ ...s, level: 'trace' as const }))),
   );
+  guardChildren(root);
+  return root;
 }
 
 /** A logger that drops everything: for unit tests that do not look at logs. */
