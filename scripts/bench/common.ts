@@ -65,7 +65,7 @@ export function fmtBytes(n: number): string {
 }
 
 export function fmtMiB(kib: number | undefined): string {
-  return kib === undefined ? 'n/a' : `${(kib / 1024).toFixed(1)} MB`;
+  return kib === undefined ? 'n/a' : `${(kib / 1024).toFixed(1)} MiB`;
 }
 
 export function fmtSeconds(s: number | undefined): string {

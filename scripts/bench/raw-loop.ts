@@ -139,7 +139,7 @@ async function runRawLoop(ctx: BenchContext): Promise<void> {
       console.log('  note: the OCI client verifies the blob digest inside its stream, so that hashing is counted under "network"; "hashing" is only the extra checksum');
       console.log(`  targets: agent vs dd ≥ 0.9× → ${fmtSpeedup(dd, agentWall)} ${verdict(dd / agentWall >= 0.9)}; `
         + `agent vs skopeo+dd ≥ 1.5× faster → ${fmtSpeedup(skopeoTotal, agentWall)} ${verdict(skopeoTotal / agentWall >= 1.5)}; `
-        + `agent peak RSS ≤ ${RSS_TARGET_KIB / 1024} MB → ${fmtMiB(Number.isNaN(rss) ? undefined : rss)} ${verdict(Number.isNaN(rss) ? undefined : rss <= RSS_TARGET_KIB)}`);
+        + `agent peak RSS ≤ ${RSS_TARGET_KIB / 1024} MB (read as MiB) → ${fmtMiB(Number.isNaN(rss) ? undefined : rss)} ${verdict(Number.isNaN(rss) ? undefined : rss <= RSS_TARGET_KIB)}`);
     } finally {
       await loop.detach();
       await br.stop();
