@@ -25,6 +25,8 @@ ${SECTIONS.map((s) => `                       ${s.name.padEnd(8)} ${s.title}`).j
   --image-size=SIZE  total size of the multi-layer image for "oci" (default 1G)
   --layers=N         layers of that image (default 4)
   --zstd-size=SIZE   uncompressed size of the zstd artifact (default 1G)
+  --deploy-filler=SIZE  deploy: a second image, the stand-in plus SIZE of OS-like files,
+                     closer to a real bootc base image (default 384M; 0: only the stand-in)
   --runs=N           repetitions per measurement, median shown (default 3)
   --startup-runs=N   repetitions of each startup measurement (default 5)
   --no-tsx           startup: skip the "node --import tsx src/main.ts" rows
@@ -39,7 +41,7 @@ function parseOptions(argv: string[]): BenchOptions | undefined {
     strict: true,
     options: {
       only: { type: 'string' }, size: { type: 'string' }, 'image-size': { type: 'string' }, layers: { type: 'string' },
-      'zstd-size': { type: 'string' }, runs: { type: 'string' }, 'startup-runs': { type: 'string' },
+      'zstd-size': { type: 'string' }, 'deploy-filler': { type: 'string' }, runs: { type: 'string' }, 'startup-runs': { type: 'string' },
       'no-tsx': { type: 'boolean' }, build: { type: 'boolean' }, verbose: { type: 'boolean' }, help: { type: 'boolean' },
     },
   });
@@ -60,6 +62,7 @@ function parseOptions(argv: string[]): BenchOptions | undefined {
     imageSize: parseSize(values['image-size'] ?? '1G'),
     layers: int(values.layers, 4),
     zstdSize: parseSize(values['zstd-size'] ?? '1G'),
+    deployFiller: values['deploy-filler'] === '0' ? 0 : parseSize(values['deploy-filler'] ?? '384M'),
     runs: int(values.runs, 3),
     startupRuns: int(values['startup-runs'], 5),
     build: values.build ?? false,

@@ -21,6 +21,8 @@ export interface BenchOptions {
   layers: number;
   /** Uncompressed size of the zstd artifact. */
   zstdSize: number;
+  /** Size of the OS-like layer added to the stand-in for the deploy section's second image (0: none). */
+  deployFiller: number;
   /** Repetitions per measurement (median reported). */
   runs: number;
   /** Runs of the startup section (it is cheap, so more). */
