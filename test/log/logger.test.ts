@@ -8,7 +8,7 @@ import { CENSOR, createLogger, redactRecord, SECRET_KEYS, type Logger } from '..
 function capture(): { log: Logger; records(): Promise<Record<string, unknown>[]>; text(): Promise<string> } {
   const chunks: string[] = [];
   const stream = new Writable({ write(chunk, _enc, cb) { chunks.push(String(chunk)); cb(); } });
-  const log = createLogger({ stream: stream as unknown as NodeJS.WritableStream & { write(s: string): boolean } as never, level: 'trace' });
+  const log = createLogger({ stream, level: 'trace' });
   const settle = () => new Promise((resolve) => setImmediate(resolve));
   return {
     log,
