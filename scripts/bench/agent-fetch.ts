@@ -4,7 +4,7 @@
  * peak RSS, and returns its own result (bytes, digest, seconds, phases) with the wall time.
  * @module
  */
-import { measure, ROOT, run, which } from './common.ts';
+import { measure, median, ROOT, run, which } from './common.ts';
 
 export interface FetchRun {
   /** Spawn → exit, seconds. */
@@ -22,13 +22,21 @@ export interface FetchRun {
   partitionsReread: string[];
 }
 
+/** One `fetch` run, after a `sync` (as ddToDevice does before each dd). */
 export async function runAgentFetch(prefix: string[], source: string, device: string, auth: { authFile: string; certsDir: string }, tmp: string): Promise<FetchRun> {
+  await run('sync', []);
   const argv = [...prefix, source, '--output', device, '--authfile', auth.authFile, '--cert-dir', auth.certsDir, '--json', '--progress-interval', '3600'];
   const m = await measure(argv, tmp, { cwd: ROOT });
   const result = JSON.parse(m.stdout.trim().split('\n').pop()!) as {
     seconds: number; phases: Record<string, number>; bytes: number; downloadedBytes: number; compression: string; partitionsReread: string[];
   };
   return { ...result, wall: m.wall, cpu: m.cpu, maxRssKiB: m.maxRssKiB };
+}
+
+/** Median peak RSS (KiB) of the runs, undefined when GNU time gave none. */
+export function peakRssKiB(runs: FetchRun[]): number | undefined {
+  const rss = median(runs.map((r) => r.maxRssKiB ?? NaN));
+  return Number.isNaN(rss) ? undefined : rss;
 }
 
 /** Peak RSS (KiB) of `prefix --help`: what loading the agent's code costs before any data flows. */

@@ -6,6 +6,7 @@
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { deferCleanup, requireRoot, requireTools, run } from './common.ts';
+import { startBenchRegistry, type BenchRegistry } from './registry.ts';
 
 export interface LoopDevice {
   device: string;
@@ -27,4 +28,22 @@ export async function attachLoop(dir: string, name: string, size: number): Promi
     await run('losetup', ['--detach', device], { allowFail: true });
   });
   return { device, backing, detach };
+}
+
+/**
+ * The write sections' setting: a bench registry and a loop device of `size` + 16 MiB, both in
+ * `dir`, for `fn`; the device is detached and the registry stopped afterwards, whatever happens.
+ */
+export async function withRegistryAndLoop<T>(dir: string, size: number, fn: (br: BenchRegistry, loop: LoopDevice) => Promise<T>): Promise<T> {
+  const br = await startBenchRegistry(dir);
+  try {
+    const loop = await attachLoop(dir, 'target', size + (16 << 20));
+    try {
+      return await fn(br, loop);
+    } finally {
+      await loop.detach();
+    }
+  } finally {
+    await br.stop();
+  }
 }

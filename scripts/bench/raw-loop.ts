@@ -8,16 +8,16 @@
  */
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { helpPeakRss, runAgentFetch, type FetchRun } from './agent-fetch.ts';
+import { helpPeakRss, peakRssKiB, runAgentFetch, type FetchRun } from './agent-fetch.ts';
 import { fetchCommandPrefix } from './bundle.ts';
 import {
   fmtBytes, fmtCpu, fmtMiB, fmtRate, fmtSeconds, fmtSpeedup, measure, median, requireRoot, requireTools, rotated, run, spread, table, verdict,
   withTempDir, type BenchContext, type Measured, type Section,
 } from './common.ts';
-import { attachLoop } from './loop.ts';
+import { withRegistryAndLoop } from './loop.ts';
 import { Writable } from 'node:stream';
 import { createOciClient } from '../../src/oci/index.ts';
-import { pushArtifactManifest, startBenchRegistry, writeRandomFile } from './registry.ts';
+import { pushArtifactManifest, writeRandomFile } from './registry.ts';
 
 const REPO = 'bench/disk';
 const RSS_TARGET_KIB = 80 * 1024;
@@ -68,12 +68,7 @@ async function runRawLoop(ctx: BenchContext): Promise<void> {
   const { argv: agent, note } = await fetchCommandPrefix(ctx);
   console.log(`  agent: ${agent.map((a) => a.replace(`${process.execPath}`, 'node')).join(' ')} … (${note})`);
   await withTempDir(ctx.tmp, 'raw-', async (dir) => {
-    const br = await startBenchRegistry(dir);
-    const loop = await attachLoop(dir, 'target', size + (16 << 20)).catch(async (err: unknown) => {
-      await br.stop();
-      throw err;
-    });
-    try {
+    await withRegistryAndLoop(dir, size, async (br, loop) => {
       const raw = join(dir, 'disk.raw');
       ctx.log(`raw: writing and pushing ${fmtBytes(size)}`);
       await writeRandomFile(raw, size);
@@ -98,10 +93,7 @@ async function runRawLoop(ctx: BenchContext): Promise<void> {
       for (let i = 0; i < runs; i++) {
         ctx.log(`raw: run ${i + 1}/${runs}`);
         await rotated(i, [
-          async () => {
-            await run('sync', []);
-            t.agent.push(await runAgentFetch(agent, source, loop.device, auth, dir));
-          },
+          async () => { t.agent.push(await runAgentFetch(agent, source, loop.device, auth, dir)); },
           async () => { t.dd.push(await ddToDevice(raw, loop.device, dir)); },
           async () => { t.direct.push(await ddToDevice(raw, loop.device, dir, ['oflag=direct'])); },
           async () => { t.net.push(await netOnly()); },
@@ -120,7 +112,7 @@ async function runRawLoop(ctx: BenchContext): Promise<void> {
       const combined: Measured[] = t.skopeo.map((m, i) => ({ wall: m.wall + t.skopeoDd[i]!.wall, cpu: m.cpu === undefined || t.skopeoDd[i]!.cpu === undefined ? undefined : m.cpu + t.skopeoDd[i]!.cpu!, stdout: '' }));
       const skopeoTotal = median(walls(combined));
       const agentWall = median(t.agent.map((r) => r.wall));
-      const rss = median(t.agent.map((r) => r.maxRssKiB ?? NaN));
+      const rss = peakRssKiB(t.agent);
       console.log(`  ${fmtBytes(size)} of incompressible data on ${loop.device} (sparse file on the temp dir's disk); ${runs} runs, median, order rotated per run; \`sync\` before each; cpu = user+system CPU seconds`);
       console.log(table(['write the artifact to the loop device', 'wall', 'cpu', 'throughput', 'vs dd', 'min–max'], [
         row('dd bs=1M conv=fsync from a local file (floor)', t.dd, size, dd),
@@ -135,15 +127,12 @@ async function runRawLoop(ctx: BenchContext): Promise<void> {
       console.log(`  where the agent's time goes (median seconds each stage held the pipeline up; stages overlap): ${phaseSummary(t.agent)}`);
       console.log(`  process start + resolve + partition re-read (wall − pipeline): ${fmtSeconds(agentWall - median(t.agent.map((r) => r.seconds)))}; partitions re-read with: ${t.agent[0]?.partitionsReread.join(', ') || 'none'}`);
       const loadRss = await helpPeakRss(agent);
-      console.log(`  agent peak RSS ${fmtMiB(Number.isNaN(rss) ? undefined : rss)}, of which loading the code (peak RSS of \`fetch --help\`): ${fmtMiB(loadRss)}`);
+      console.log(`  agent peak RSS ${fmtMiB(rss)}, of which loading the code (peak RSS of \`fetch --help\`): ${fmtMiB(loadRss)}`);
       console.log('  note: the OCI client verifies the blob digest inside its stream, so that hashing is counted under "network"; "hashing" is only the extra checksum');
       console.log(`  targets: agent vs dd ≥ 0.9× → ${fmtSpeedup(dd, agentWall)} ${verdict(dd / agentWall >= 0.9)}; `
         + `agent vs skopeo+dd ≥ 1.5× faster → ${fmtSpeedup(skopeoTotal, agentWall)} ${verdict(skopeoTotal / agentWall >= 1.5)}; `
-        + `agent peak RSS ≤ ${RSS_TARGET_KIB / 1024} MB (read as MiB) → ${fmtMiB(Number.isNaN(rss) ? undefined : rss)} ${verdict(Number.isNaN(rss) ? undefined : rss <= RSS_TARGET_KIB)}`);
-    } finally {
-      await loop.detach();
-      await br.stop();
-    }
+        + `agent peak RSS ≤ ${RSS_TARGET_KIB / 1024} MB (read as MiB) → ${fmtMiB(rss)} ${verdict(rss === undefined ? undefined : rss <= RSS_TARGET_KIB)}`);
+    });
   });
 }
 

@@ -6,15 +6,15 @@
  */
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { helpPeakRss, runAgentFetch, type FetchRun } from './agent-fetch.ts';
+import { helpPeakRss, peakRssKiB, runAgentFetch, type FetchRun } from './agent-fetch.ts';
 import { fetchCommandPrefix } from './bundle.ts';
 import {
   fmtBytes, fmtMiB, fmtSpeedup, measure, median, requireRoot, requireTools, rotated, run, table, verdict,
   withTempDir, type BenchContext, type Measured, type Section,
 } from './common.ts';
-import { attachLoop } from './loop.ts';
+import { withRegistryAndLoop } from './loop.ts';
 import { agentRows, ddToDevice, phaseSummary, row } from './raw-loop.ts';
-import { pushArtifactManifest, startBenchRegistry, writeDiskLikeFile } from './registry.ts';
+import { pushArtifactManifest, writeDiskLikeFile } from './registry.ts';
 
 const REPO = 'bench/disk';
 
@@ -31,12 +31,7 @@ async function runZstd(ctx: BenchContext): Promise<void> {
   const { argv: agent, note } = await fetchCommandPrefix(ctx);
   console.log(`  agent: ${agent.map((a) => a.replace(`${process.execPath}`, 'node')).join(' ')} … (${note})`);
   await withTempDir(ctx.tmp, 'zstd-', async (dir) => {
-    const br = await startBenchRegistry(dir);
-    const loop = await attachLoop(dir, 'target', size + (16 << 20)).catch(async (err: unknown) => {
-      await br.stop();
-      throw err;
-    });
-    try {
+    await withRegistryAndLoop(dir, size, async (br, loop) => {
       const raw = join(dir, 'disk.raw');
       const zst = `${raw}.zst`;
       ctx.log(`zstd: writing, compressing and pushing ${fmtBytes(size)}`);
@@ -52,10 +47,7 @@ async function runZstd(ctx: BenchContext): Promise<void> {
       for (let i = 0; i < runs; i++) {
         ctx.log(`zstd: run ${i + 1}/${runs}`);
         await rotated(i, [
-          async () => {
-            await run('sync', []);
-            t.agent.push(await runAgentFetch(agent, source, loop.device, auth, dir));
-          },
+          async () => { t.agent.push(await runAgentFetch(agent, source, loop.device, auth, dir)); },
           async () => { t.pipe.push(await zstdPipeDd(zst, loop.device, dir)); },
           async () => { t.decompress.push(await measure(['zstd', '-q', '-dc', '-o', '/dev/null', '--', zst], dir)); },
           async () => { t.dd.push(await ddToDevice(raw, loop.device, dir)); },
@@ -63,7 +55,7 @@ async function runZstd(ctx: BenchContext): Promise<void> {
       }
       const pipe = median(t.pipe.map((m) => m.wall));
       const agentWall = median(t.agent.map((r) => r.wall));
-      const rss = median(t.agent.map((r) => r.maxRssKiB ?? NaN));
+      const rss = peakRssKiB(t.agent);
       const ok = t.agent.every((r) => r.bytes === size && r.compression === 'zstd');
       console.log(`  ${fmtBytes(size)} disk-like data (zeros, random, text-like blocks) → ${fmtBytes(compressed)} with zstd -3 (${(size / compressed).toFixed(2)}:1); `
         + `${runs} runs, median, order rotated per run; throughput counts uncompressed bytes; cpu = user+system CPU seconds incl. children${ok ? '' : '; WARNING: the agent reported other sizes/compression'}`);
@@ -74,12 +66,9 @@ async function runZstd(ctx: BenchContext): Promise<void> {
         row('context: dd of the uncompressed file (disk only)', t.dd, size, undefined),
       ]));
       console.log(`  where the agent's time goes (median seconds each stage held the pipeline up; stages overlap): ${phaseSummary(t.agent)}`);
-      console.log(`  agent peak RSS ${fmtMiB(Number.isNaN(rss) ? undefined : rss)} (the zstd child is counted by time(1) only if larger); loading the code alone: ${fmtMiB(await helpPeakRss(agent))}`);
+      console.log(`  agent peak RSS ${fmtMiB(rss)} (the zstd child is counted by time(1) only if larger); loading the code alone: ${fmtMiB(await helpPeakRss(agent))}`);
       console.log(`  agent vs zstd -dc | dd: ${fmtSpeedup(pipe, agentWall)} (no target set in the issue; ≥ 0.9× would match the raw target) ${verdict(pipe / agentWall >= 0.9)}`);
-    } finally {
-      await loop.detach();
-      await br.stop();
-    }
+    });
   });
 }
 
