@@ -12,6 +12,7 @@ import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import { createTestCertificate, type TestCertificate } from '../helpers/registry.ts';
 
 const MiB = 1024 * 1024;
@@ -72,6 +73,29 @@ export async function attachLoop(dir: string, sizeMiB: number): Promise<LoopDevi
       }
       execFileSync('losetup', ['-d', device]);
     },
+  };
+}
+
+/**
+ * Call inside a describe(): a loop device of `sizeMiB` MiB over a file in `dir()`, attached
+ * before the suite's tests and detached after them. `reason` says why they must skip (then
+ * nothing is attached); `device` and `file` are the attached device's.
+ */
+export function suiteLoopDevice(dir: () => string, sizeMiB: number): { reason: string | undefined; readonly device: string; readonly file: string } {
+  const reason = loopUnavailable();
+  let loop: LoopDevice | undefined;
+  before(async () => {
+    if (!reason) loop = await attachLoop(dir(), sizeMiB);
+  });
+  after(() => loop?.detach());
+  const attached = (): LoopDevice => {
+    if (!loop) throw new Error(`no loop device attached${reason ? ` (${reason})` : ''}`);
+    return loop;
+  };
+  return {
+    reason,
+    get device() { return attached().device; },
+    get file() { return attached().file; },
   };
 }
 

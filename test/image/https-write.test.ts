@@ -14,7 +14,7 @@ import { gzipSync } from 'node:zlib';
 import { createExecaRunner } from '../../src/exec/index.ts';
 import { writeArtifactToTarget } from '../../src/image/index.ts';
 import { AgentError } from '../../src/errors.ts';
-import { attachLoop, hasNoSignature, loopUnavailable, makeGptImage, readHead, startHttpsServer, tempDir, toolMissing, toQcow2, type HttpsServer, type LoopDevice } from './helpers.ts';
+import { hasNoSignature, makeGptImage, readHead, startHttpsServer, suiteLoopDevice, tempDir, toolMissing, toQcow2, type HttpsServer } from './helpers.ts';
 
 const skip = toolMissing('openssl', 'qemu-img', 'sgdisk', 'zstd');
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -153,17 +153,12 @@ describe('http(s) images', { skip }, () => {
   });
 
   describe('to a real loop device', () => {
-    const reason = loopUnavailable();
-    let loop: LoopDevice | undefined;
-    before(async () => {
-      if (!reason) loop = await attachLoop(tmp.dir, 32);
-    });
-    after(() => loop?.detach());
+    const loop = suiteLoopDevice(() => tmp.dir, 32);
 
     test('wrong checksum after writing: the disk is wiped (no signatures, zeroed GPT)', async (t) => {
-      if (reason) return t.skip(reason);
+      if (loop.reason) return t.skip(loop.reason);
       await assert.rejects(writeArtifactToTarget({
-        source: `${server.url}/disk.raw`, target: loop!.device, runner, http: http(),
+        source: `${server.url}/disk.raw`, target: loop.device, runner, http: http(),
         checksum: { algorithm: 'sha256', value: '0'.repeat(64) },
       }), (e: unknown) => {
         code('IMAGE_CHECKSUM_MISMATCH')(e);
@@ -171,44 +166,44 @@ describe('http(s) images', { skip }, () => {
         assert.equal((e as AgentError).details.bytes_written, image.length);
         return true;
       });
-      assert.ok(hasNoSignature(loop!.device), 'blkid still finds a signature');
-      assert.ok((await readHead(loop!.device, 33 * 512)).every((b) => b === 0), 'primary GPT area not zeroed');
+      assert.ok(hasNoSignature(loop.device), 'blkid still finds a signature');
+      assert.ok((await readHead(loop.device, 33 * 512)).every((b) => b === 0), 'primary GPT area not zeroed');
     });
 
     test('qcow2 to the device: the raw content lands on it', async (t) => {
-      if (reason) return t.skip(reason);
-      const result = await writeArtifactToTarget({ source: `${server.url}/disk.qcow2`, target: loop!.device, runner, http: http(), tempDir: tmp.dir });
+      if (loop.reason) return t.skip(loop.reason);
+      const result = await writeArtifactToTarget({ source: `${server.url}/disk.qcow2`, target: loop.device, runner, http: http(), tempDir: tmp.dir });
       assert.equal(result.diskFormat, 'qcow2');
-      assert.equal(sha256(await readHead(loop!.device, image.length)), sha256(image));
+      assert.equal(sha256(await readHead(loop.device, image.length)), sha256(image));
     });
 
     test('an image larger than the disk is refused before writing (IMAGE_TOO_LARGE)', async (t) => {
-      if (reason) return t.skip(reason);
-      const before = await readHead(loop!.device, 4096);
+      if (loop.reason) return t.skip(loop.reason);
+      const before = await readHead(loop.device, 4096);
       server.route('/huge', (_req, res) => {
         res.writeHead(200, { 'content-length': String(40 * MiB) });
         res.end(Buffer.alloc(40 * MiB, 1));
       });
-      await assert.rejects(writeArtifactToTarget({ source: `${server.url}/huge`, target: loop!.device, runner, http: http() }), (e: unknown) => {
+      await assert.rejects(writeArtifactToTarget({ source: `${server.url}/huge`, target: loop.device, runner, http: http() }), (e: unknown) => {
         code('IMAGE_TOO_LARGE')(e);
         assert.equal((e as AgentError).details.target_bytes, 32 * MiB);
         assert.equal((e as AgentError).details.cleanup, 'untouched');
         return true;
       });
-      assert.deepEqual(await readHead(loop!.device, 4096), before);
-      assert.equal((await stat(loop!.file)).size, 32 * MiB);
+      assert.deepEqual(await readHead(loop.device, 4096), before);
+      assert.equal((await stat(loop.file)).size, 32 * MiB);
     });
 
     test('a compressed image that turns out larger than the disk fails while writing, disk wiped', async (t) => {
-      if (reason) return t.skip(reason);
+      if (loop.reason) return t.skip(loop.reason);
       server.serve('/huge.gz', gzipSync(Buffer.concat([image, Buffer.alloc(40 * MiB, 1)])));
-      await assert.rejects(writeArtifactToTarget({ source: `${server.url}/huge.gz`, target: loop!.device, runner, http: http() }), (e: unknown) => {
+      await assert.rejects(writeArtifactToTarget({ source: `${server.url}/huge.gz`, target: loop.device, runner, http: http() }), (e: unknown) => {
         code('IMAGE_TOO_LARGE')(e);
         assert.equal((e as AgentError).details.size_kind, 'at least');
         assert.equal((e as AgentError).details.cleanup, 'wiped');
         return true;
       });
-      assert.ok(hasNoSignature(loop!.device));
+      assert.ok(hasNoSignature(loop.device));
     });
   });
 });

@@ -12,7 +12,7 @@ import { AgentError } from '../../src/errors.ts';
 import { createExecaRunner } from '../../src/exec/index.ts';
 import { writeArtifactToTarget } from '../../src/image/index.ts';
 import { faultClient, imageManifest, sendTruncated, serveBlob, serveManifest, sha256, startFaultRegistry, type FaultRegistry } from '../helpers/fault-registry.ts';
-import { attachLoop, hasNoSignature, loopUnavailable, makeGptImage, readHead, tempDir, toolMissing, type LoopDevice } from './helpers.ts';
+import { hasNoSignature, makeGptImage, readHead, suiteLoopDevice, tempDir, toolMissing } from './helpers.ts';
 
 const EMPTY = Buffer.from('{}');
 const hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -65,15 +65,10 @@ describe('oci:// images from a fault-injecting registry', { skip: toolMissing('s
   });
 
   describe('to a real loop device', () => {
-    const reason = loopUnavailable();
-    let loop: LoopDevice | undefined;
-    before(async () => {
-      if (!reason) loop = await attachLoop(tmp.dir, 16);
-    });
-    after(() => loop?.detach());
+    const loop = suiteLoopDevice(() => tmp.dir, 16);
 
     test('bytes that do not match the blob digest: OCI_DIGEST_MISMATCH, the written disk is wiped', async (t) => {
-      if (reason) return t.skip(reason);
+      if (loop.reason) return t.skip(loop.reason);
       // Same size, same GPT at the start, different tail: detected only at the end of the blob.
       const forged = Buffer.concat([image.subarray(0, image.length - 4096), randomBytes(4096)]);
       const digest = sha256(image);
@@ -81,7 +76,7 @@ describe('oci:// images from a fault-injecting registry', { skip: toolMissing('s
       serveBlob(reg, 'disks/forged', forged, digest);
       const { client } = faultClient(reg);
       try {
-        await assert.rejects(writeArtifactToTarget({ source: `oci://${reg.host}/disks/forged:v1`, target: loop!.device, oci: client, runner, platform: { architecture: 'amd64' } }), (e: unknown) => {
+        await assert.rejects(writeArtifactToTarget({ source: `oci://${reg.host}/disks/forged:v1`, target: loop.device, oci: client, runner, platform: { architecture: 'amd64' } }), (e: unknown) => {
           assert.ok(e instanceof AgentError);
           assert.equal(e.code, 'OCI_DIGEST_MISMATCH', e.message);
           assert.equal(e.details.cleanup, 'wiped');
@@ -91,8 +86,8 @@ describe('oci:// images from a fault-injecting registry', { skip: toolMissing('s
       } finally {
         await client.close();
       }
-      assert.ok(hasNoSignature(loop!.device), 'blkid still finds a partition table');
-      assert.ok((await readHead(loop!.device, 33 * 512)).every((b) => b === 0), 'primary GPT area not zeroed');
+      assert.ok(hasNoSignature(loop.device), 'blkid still finds a partition table');
+      assert.ok((await readHead(loop.device, 33 * 512)).every((b) => b === 0), 'primary GPT area not zeroed');
     });
   });
 });

@@ -15,7 +15,7 @@ import { createExecaRunner } from '../../src/exec/index.ts';
 import { writeArtifactToTarget, type WriteProgress } from '../../src/image/index.ts';
 import { createOciClient, type OciClient } from '../../src/oci/index.ts';
 import { pushArtifact, pushIndex, registryUnavailable, startRegistry, zstdCompress, type TestRegistry } from '../helpers/registry.ts';
-import { attachLoop, loopUnavailable, makeGptImage, readHead, tempDir, toolMissing, toQcow2, type LoopDevice } from './helpers.ts';
+import { makeGptImage, readHead, suiteLoopDevice, tempDir, toolMissing, toQcow2 } from './helpers.ts';
 
 const skip = registryUnavailable() ?? toolMissing('zstd', 'sgdisk', 'qemu-img');
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -114,28 +114,23 @@ describe('oci:// disk images from a real registry', { skip }, () => {
   });
 
   describe('to a real loop device', () => {
-    const reason = loopUnavailable();
-    let loop: LoopDevice | undefined;
-    before(async () => {
-      if (!reason) loop = await attachLoop(tmp.dir, 32);
-    });
-    after(() => loop?.detach());
+    const loop = suiteLoopDevice(() => tmp.dir, 32);
 
     test('gzip artifact: device holds the image, stale partitions replaced by the image\'s', async (t) => {
-      if (reason) return t.skip(reason);
+      if (loop.reason) return t.skip(loop.reason);
       // An old table with three partitions: the kernel must end up with the image's two.
-      execFileSync('sgdisk', ['-n1:0:+4M', '-n2:0:+4M', '-n3:0:0', loop!.device], { stdio: 'ignore' });
-      execFileSync('partx', ['-a', '--', loop!.device], { stdio: 'ignore' });
-      assert.ok(existsSync(`${loop!.device}p3`));
+      execFileSync('sgdisk', ['-n1:0:+4M', '-n2:0:+4M', '-n3:0:0', loop.device], { stdio: 'ignore' });
+      execFileSync('partx', ['-a', '--', loop.device], { stdio: 'ignore' });
+      assert.ok(existsSync(`${loop.device}p3`));
       await pushArtifact(reg, 'disks/gz', 'v1', { bytes: gzipSync(image), title: 'disk.raw.gz' });
-      const result = await writeArtifactToTarget({ source: `oci://${reg.host}/disks/gz:v1`, target: loop!.device, oci: client, runner, credentials: credentials(), platform: { architecture: 'amd64' } });
+      const result = await writeArtifactToTarget({ source: `oci://${reg.host}/disks/gz:v1`, target: loop.device, oci: client, runner, credentials: credentials(), platform: { architecture: 'amd64' } });
       assert.equal(result.target.kind, 'block');
       assert.equal(result.target.sizeBytes, 32 * 1024 * 1024);
       assert.equal(result.compression, 'gzip');
-      assert.equal(sha256(await readHead(loop!.device, image.length)), sha256(image));
+      assert.equal(sha256(await readHead(loop.device, image.length)), sha256(image));
       assert.ok(result.partitionsReread.includes('partprobe'), JSON.stringify(result.partitionsReread));
-      assert.ok(existsSync(`${loop!.device}p2`), 'partition 2 node after the re-read');
-      assert.ok(!existsSync(`${loop!.device}p3`), 'stale partition 3 removed');
+      assert.ok(existsSync(`${loop.device}p2`), 'partition 2 node after the re-read');
+      assert.ok(!existsSync(`${loop.device}p3`), 'stale partition 3 removed');
     });
   });
 });
