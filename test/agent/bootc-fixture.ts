@@ -5,7 +5,6 @@
  * drive and an SSH key. Every piece registers its own cleanup through `onCleanup`.
  * @module
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,17 +15,9 @@ import { createLoopDisk, type LoopDisk } from '../../scripts/demo/loop-disk.ts';
 import { newAuthorizedKey } from '../../scripts/demo/ssh-key.ts';
 import type { TestRegistry } from '../helpers/registry.ts';
 import { buildStandinVariant, pushStandin, standinUnavailable, startStandinRegistry } from '../helpers/standin-image.ts';
+import { hasCommand } from '../helpers/tools.ts';
 
 const TOOLS = ['losetup', 'partx', 'sfdisk', 'sgdisk', 'blkid', 'wipefs', 'genisoimage', 'isoinfo', 'mount', 'umount', 'tar'];
-
-function hasCommand(name: string): boolean {
-  try {
-    execFileSync('sh', ['-c', 'command -v "$1"', 'sh', name], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Why a real bootc deploy cannot run here, or undefined when it can. */
 export function bootcDeployUnavailable(): string | undefined {

@@ -54,14 +54,7 @@ export function buildFat(dir: string, options: { label?: string; files?: Record<
   return readFileSync(out);
 }
 
-export function hasCommand(name: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { hasCommand } from '../helpers/tools.ts';
 
 export interface Expectation {
   /** Exact argv; a RegExp entry matches a generated value (a random UUID). */

@@ -39,6 +39,7 @@ import {
   buildStandinImages, buildStandinVariant, pushForeignArchImage, pushNotBootable, pushStandin, standinUnavailable, startStandinRegistry,
   STANDIN_BOOTC_VERSION, STANDIN_CANARIES, STANDIN_PULL_SECRET, STANDIN_REGISTRY_USERNAME, type StandinImages,
 } from '../helpers/standin-image.ts';
+import { toolMissing } from '../helpers/tools.ts';
 
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
@@ -49,13 +50,8 @@ const ROOT_GUID_X86_64 = '4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709';
 function skipReason(): string | undefined {
   const base = standinUnavailable();
   if (base) return base;
-  for (const bin of ['genisoimage', 'isoinfo', 'sgdisk', 'mount', 'umount', 'blkid']) {
-    try {
-      execFileSync('sh', ['-c', 'command -v "$1"', 'sh', bin], { stdio: 'ignore' });
-    } catch {
-      return `needs ${bin} on PATH`;
-    }
-  }
+  const missing = toolMissing('genisoimage', 'isoinfo', 'sgdisk', 'mount', 'umount', 'blkid');
+  if (missing) return missing;
   if (process.arch !== 'x64') return 'the assertions below describe the x86_64 layout';
   return undefined;
 }

@@ -16,16 +16,12 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { readPartitionTable } from '../../src/deploy/partitions.ts';
 import { createExecaRunner } from '../../src/exec/index.ts';
+import { toolMissing } from '../helpers/tools.ts';
 
 function skipReason(): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root: attaches and partitions a loop device';
-  for (const tool of ['losetup', 'sgdisk', 'partx', 'sfdisk']) {
-    try {
-      execFileSync('sh', ['-c', 'command -v "$1"', 'sh', tool], { stdio: 'ignore' });
-    } catch {
-      return `needs ${tool} on PATH`;
-    }
-  }
+  const missing = toolMissing('losetup', 'sgdisk', 'partx', 'sfdisk');
+  if (missing) return missing;
   if (!existsSync('/dev/loop-control')) return 'needs /dev/loop-control (loop device support)';
   return undefined;
 }

@@ -13,24 +13,14 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { eraseDevicesMetadata, listBlockDevices } from '../../src/disk/index.ts';
 import { createExecaRunner } from '../../src/exec/index.ts';
+import { toolMissing } from '../helpers/tools.ts';
 
 const TOOLS = ['losetup', 'sgdisk', 'partx', 'mkfs.ext4', 'wipefs', 'blkid', 'lsblk', 'blockdev', 'dd'];
 
-function missingTool(): string | undefined {
-  return TOOLS.find((tool) => {
-    try {
-      execFileSync('sh', ['-c', 'command -v "$1"', 'sh', tool], { stdio: 'ignore' });
-      return false;
-    } catch {
-      return true;
-    }
-  });
-}
-
 function skipReason(): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root: attaches and partitions a loop device';
-  const tool = missingTool();
-  if (tool) return `needs ${tool} on PATH`;
+  const missing = toolMissing(...TOOLS);
+  if (missing) return missing;
   if (!existsSync('/dev/loop-control')) return 'needs /dev/loop-control (loop device support)';
   return undefined;
 }

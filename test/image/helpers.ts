@@ -14,32 +14,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before } from 'node:test';
 import { createTestCertificate, type TestCertificate } from '../helpers/registry.ts';
+import { toolMissing } from '../helpers/tools.ts';
 
 const MiB = 1024 * 1024;
-
-function has(tool: string): boolean {
-  try {
-    execFileSync('sh', ['-c', 'command -v "$1"', 'sh', tool], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Why loop-device tests cannot run here, or undefined. */
 export function loopUnavailable(): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root: attaches a loop device';
   if (!existsSync('/dev/loop-control')) return 'needs /dev/loop-control (loop device support)';
-  for (const tool of ['losetup', 'sgdisk', 'partx', 'wipefs', 'blkid', 'lsblk', 'blockdev', 'dd', 'sfdisk']) {
-    if (!has(tool)) return `needs ${tool} on PATH`;
-  }
-  return undefined;
+  return toolMissing('losetup', 'sgdisk', 'partx', 'wipefs', 'blkid', 'lsblk', 'blockdev', 'dd', 'sfdisk');
 }
 
-export function toolMissing(...tools: string[]): string | undefined {
-  const missing = tools.find((t) => !has(t));
-  return missing ? `needs ${missing} on PATH` : undefined;
-}
+export { toolMissing };
 
 export async function tempDir(prefix: string): Promise<{ dir: string; cleanup(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), prefix));

@@ -1,0 +1,22 @@
+/**
+ * Whether the programs a test needs are installed: the tests that need one skip with a printed
+ * reason instead of failing.
+ * @module
+ */
+import { execFileSync } from 'node:child_process';
+
+/** Whether `name` is a command on PATH (`command -v`; the name is an argument, never shell code). */
+export function hasCommand(name: string): boolean {
+  try {
+    execFileSync('sh', ['-c', 'command -v "$1"', 'sh', name], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The first of `tools` that is not on PATH, as a skip reason ("needs X on PATH"), or undefined. */
+export function toolMissing(...tools: string[]): string | undefined {
+  const missing = tools.find((t) => !hasCommand(t));
+  return missing ? `needs ${missing} on PATH` : undefined;
+}
