@@ -7,6 +7,7 @@
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { AgentError } from '../errors.ts';
+import { peek } from '../image/peek.ts';
 
 export const MiB = 1024 * 1024;
 
@@ -62,39 +63,15 @@ export async function* decodeBase64(source: AsyncIterable<string | Uint8Array> |
   if (seen === 0) throw notBase64('the value is empty', 0);
 }
 
-/** Read at least `n` bytes ahead; `stream` replays them followed by the rest of the source. */
-export async function peekBytes(
-  source: AsyncIterable<Uint8Array>,
-  n: number,
-): Promise<{ head: Buffer; stream: AsyncGenerator<Buffer> }> {
-  const iterator = source[Symbol.asyncIterator]();
-  const buffered: Buffer[] = [];
-  let length = 0;
-  let done = false;
-  while (length < n) {
-    const next = await iterator.next();
-    if (next.done) {
-      done = true;
-      break;
-    }
-    const chunk = Buffer.from(next.value);
-    buffered.push(chunk);
-    length += chunk.length;
-  }
-  const head = Buffer.concat(buffered).subarray(0, n);
-  async function* replay(): AsyncGenerator<Buffer> {
-    try {
-      yield* buffered;
-      while (!done) {
-        const next = await iterator.next();
-        if (next.done) return;
-        yield Buffer.from(next.value);
-      }
-    } finally {
-      if (!done) await iterator.return?.();
-    }
-  }
-  return { head, stream: replay() };
+// Chunks as Buffers, without copying: sources yield Buffers or plain Uint8Arrays.
+async function* asBuffers(source: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
+  for await (const chunk of source) yield Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+}
+
+/** Read at least `n` bytes ahead (`head` is the first `n`); `stream` replays them followed by the rest of the source. */
+export async function peekBytes(source: AsyncIterable<Uint8Array>, n: number): Promise<{ head: Buffer; stream: AsyncIterable<Buffer> }> {
+  const peeked = await peek(asBuffers(source), n);
+  return { head: peeked.head.subarray(0, n), stream: peeked.all };
 }
 
 export function isGzip(head: Uint8Array): boolean {
