@@ -10,12 +10,13 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { readPartitionTable } from '../../src/deploy/partitions.ts';
 import { createExecaRunner } from '../../src/exec/index.ts';
+import { attachLoop, type LoopDevice } from '../helpers/loop.ts';
 import { toolMissing } from '../helpers/tools.ts';
 
 function skipReason(): string | undefined {
@@ -46,22 +47,18 @@ async function kernelStart(dev: string, n: number): Promise<number | undefined> 
 describe('kernel partitions follow the table after bootc rewrote it', () => {
   const reason = skipReason();
   let dir: string | undefined;
+  let loop: LoopDevice | undefined;
   let dev: string | undefined;
 
   before(async () => {
     if (reason) return;
     dir = await mkdtemp(join(tmpdir(), 'partition-sync-'));
-    const image = join(dir, 'disk.img');
-    await writeFile(image, '');
-    await truncate(image, 2 * 2 ** 30);
-    dev = run('losetup', ['--find', '--show', image]).trim();
+    loop = await attachLoop(dir, 2048);
+    dev = loop.device;
   });
 
   after(async () => {
-    if (dev) {
-      tryRun('partx', ['-d', '--', dev]);
-      tryRun('losetup', ['-d', dev]);
-    }
+    loop?.detach();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 

@@ -7,12 +7,13 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { eraseDevicesMetadata, listBlockDevices } from '../../src/disk/index.ts';
 import { createExecaRunner } from '../../src/exec/index.ts';
+import { attachLoop, type LoopDevice } from '../helpers/loop.ts';
 import { toolMissing } from '../helpers/tools.ts';
 
 const TOOLS = ['losetup', 'sgdisk', 'partx', 'mkfs.ext4', 'wipefs', 'blkid', 'lsblk', 'blockdev', 'dd'];
@@ -39,15 +40,14 @@ describe('real loop device', () => {
   const reason = skipReason();
   const runner = createExecaRunner();
   let dir: string | undefined;
+  let attached: LoopDevice | undefined;
   let loop: string | undefined;
 
   before(async () => {
     if (reason) return;
     dir = await mkdtemp(join(tmpdir(), 'disk-loop-'));
-    const image = join(dir, 'disk.img');
-    await writeFile(image, '');
-    await truncate(image, 64 * 2 ** 20);
-    loop = execFileSync('losetup', ['--find', '--show', image], { encoding: 'utf8' }).trim();
+    attached = await attachLoop(dir, 64);
+    loop = attached.device;
     assert.match(loop, /^\/dev\/loop\d+$/);
     execFileSync('sgdisk', ['-n1:0:+8M', '-t1:ef00', '-c1:EFI', '-n2:0:0', '-t2:8300', '-c2:root', loop], { stdio: 'ignore' });
     // No partition-table parsers in this kernel: add the partition nodes by hand.
@@ -56,10 +56,7 @@ describe('real loop device', () => {
   });
 
   after(async () => {
-    if (loop) {
-      probe('partx', ['-d', '--', loop]);
-      execFileSync('losetup', ['-d', loop]);
-    }
+    attached?.detach();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 

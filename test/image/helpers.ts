@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, open, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before } from 'node:test';
 import { createTestCertificate, type TestCertificate } from '../helpers/registry.ts';
+import { attachLoop, type LoopDevice } from '../helpers/loop.ts';
 import { toolMissing } from '../helpers/tools.ts';
 
 const MiB = 1024 * 1024;
@@ -32,35 +33,7 @@ export async function tempDir(prefix: string): Promise<{ dir: string; cleanup():
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
 
-export interface LoopDevice {
-  device: string;
-  file: string;
-  detach(): void;
-}
-
-/** A loop device over a sparse file of `sizeMiB` MiB, pre-filled with a marker at the start. */
-export async function attachLoop(dir: string, sizeMiB: number): Promise<LoopDevice> {
-  const file = join(dir, `loop-${Date.now()}-${Math.random().toString(36).slice(2)}.img`);
-  await writeFile(file, '');
-  await truncate(file, sizeMiB * MiB);
-  const device = execFileSync('losetup', ['--find', '--show', file], { encoding: 'utf8' }).trim();
-  if (!/^\/dev\/loop\d+$/.test(device)) throw new Error(`losetup printed ${device}`);
-  let attached = true;
-  return {
-    device,
-    file,
-    detach() {
-      if (!attached) return;
-      attached = false;
-      try {
-        execFileSync('partx', ['-d', '--', device], { stdio: 'ignore' });
-      } catch {
-        // no partitions
-      }
-      execFileSync('losetup', ['-d', device]);
-    },
-  };
-}
+export { attachLoop, type LoopDevice } from '../helpers/loop.ts';
 
 /**
  * Call inside a describe(): a loop device of `sizeMiB` MiB over a file in `dir()`, attached
