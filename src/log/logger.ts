@@ -46,9 +46,9 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       level: options.level ?? 'info',
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }), bindings: redact, log: redact },
-      // Records reach the serializer already redacted (formatters.log runs first), errors
-      // included; one given directly (`log.error(err)`) is serialized and redacted here.
-      serializers: { err: (err: unknown) => (err instanceof Error ? redact(serializeError(err)) : err) },
+      // formatters.log runs first and has already turned every error (`log.error(err)` too) into
+      // its redacted record: pino's own err serializer would serialize that record again.
+      serializers: { err: (record: unknown) => record },
     },
     pino.multistream(streams.map((s) => ({ ...s, level: 'trace' as const }))),
   );
