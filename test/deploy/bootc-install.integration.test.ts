@@ -37,7 +37,7 @@ import { buildIso, META_DATA } from '../configdrive/fixtures.ts';
 import type { TestRegistry } from '../helpers/registry.ts';
 import {
   buildStandinImages, buildStandinVariant, pushForeignArchImage, pushNotBootable, pushStandin, standinUnavailable, startStandinRegistry,
-  STANDIN_BOOTC_VERSION, STANDIN_CANARIES, STANDIN_PULL_SECRET, STANDIN_REGISTRY_USERNAME, type StandinImages,
+  STANDIN_BOOTC_VERSION, STANDIN_CANARIES, STANDIN_PULL_SECRET, STANDIN_REGISTRY_USERNAME,
 } from '../helpers/standin-image.ts';
 import { toolMissing } from '../helpers/tools.ts';
 
@@ -178,7 +178,6 @@ describe('execute_bootc_install end to end (stand-in image, real registry, loop 
   const realRunner = createExecaRunner();
   let dir = '';
   let stateDir = '';
-  let images: StandinImages | undefined;
   let registry: TestRegistry | undefined;
   let tokenRegistry: TestRegistry | undefined;
   let disk: { dev: string; dispose(): void } | undefined;
@@ -193,7 +192,7 @@ describe('execute_bootc_install end to end (stand-in image, real registry, loop 
     if (reason) return;
     dir = await mkdtemp(join(tmpdir(), 'bootc-it-'));
     stateDir = join(dir, 'state');
-    images = await buildStandinImages();
+    await buildStandinImages();
     registry = await startStandinRegistry({ auth: 'basic' });
     cleanups.push(() => registry?.stop());
     cleanups.push(await registry.installCaForPodman());
