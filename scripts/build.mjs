@@ -13,12 +13,20 @@
 //    undici's index.js with fetch/WebSocket/cache/cookies/mocks;
 //  - zod's locales are English only (`z.locales.en`; the others are not in the bundle).
 import { build } from 'esbuild';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 
 const root = new URL('..', import.meta.url).pathname;
-const outfile = join(root, 'dist/bootc-agent.mjs');
+// `node scripts/build.mjs [--outfile FILE] [--metafile FILE]`: dist/bootc-agent.mjs unless told
+// otherwise (tests build into a temporary directory); --metafile writes esbuild's account of
+// which input went into the output and how many bytes of it (the benchmarks print it).
+const argValue = (name) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 && process.argv[i + 1] ? resolve(process.argv[i + 1]) : undefined;
+};
+const outfile = argValue('--outfile') ?? join(root, 'dist/bootc-agent.mjs');
+const metafile = argValue('--metafile');
 const undiciSlim = join(root, 'scripts/undici-slim.cjs');
 
 // Every name src/ imports (not type-only) from 'undici' must be exported by the slim entry:
@@ -46,7 +54,7 @@ function checkUndiciImports() {
 
 checkUndiciImports();
 const started = performance.now();
-await build({
+const result = await build({
   entryPoints: [join(root, 'src/main.ts')],
   outfile,
   bundle: true,
@@ -63,6 +71,24 @@ await build({
   // Some dependencies are CommonJS and call require(): give the ESM bundle one.
   banner: { js: "import { createRequire as __bootcAgentCreateRequire } from 'node:module'; const require = __bootcAgentCreateRequire(import.meta.url);" },
   plugins: [{
+    // Node's ESM facade of a built-in module reads every export when the module is imported,
+    // lazy getters included: `import … from 'node:tls'` parses the whole root CA store into
+    // JS strings and `import … from 'node:process'` builds process.allowedNodeEnvironmentFlags
+    // and loads process.report, ~2 MiB of idle RSS between them, even for imports of modules
+    // the agent only loads on first use (the bundle hoists every import to its top). Static
+    // imports of built-ins therefore go through CommonJS `require`, which reads a property
+    // only when the code uses it.
+    name: 'builtins-through-require',
+    setup(b) {
+      b.onResolve({ filter: /^node:[a-z0-9_/]+$/ }, (args) => (
+        args.kind === 'import-statement' ? { path: args.path, namespace: 'builtin-require' } : undefined
+      ));
+      b.onLoad({ filter: /.*/, namespace: 'builtin-require' }, (args) => ({
+        contents: `module.exports = require(${JSON.stringify(args.path)});`,
+        loader: 'js',
+      }));
+    },
+  }, {
     name: 'undici-slim',
     setup(b) {
       b.onResolve({ filter: /^undici$/ }, () => ({ path: undiciSlim }));
@@ -82,6 +108,8 @@ await build({
     },
   }],
   logLevel: 'warning',
+  metafile: Boolean(metafile),
 });
+if (metafile) writeFileSync(metafile, JSON.stringify(result.metafile));
 const size = statSync(outfile).size;
 console.log(`built ${outfile} (${(size / 1024 / 1024).toFixed(1)} MiB, source map in ${outfile}.map) in ${Math.round(performance.now() - started)} ms`);

@@ -9,6 +9,7 @@
  * certificate the agent sent — exactly what a conductor does with `agent_verify_ca`.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
 import { EventEmitter, once } from 'node:events';
 import { createServer as createHttpServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -297,4 +298,17 @@ export class FakeConductor {
 /** Starts a fake conductor; remember `t.after(() => conductor.close())`. */
 export function startFakeConductor(options: FakeConductorOptions = {}): Promise<FakeConductor> {
   return new FakeConductor(options).start();
+}
+
+/**
+ * The MAC addresses of this machine's interfaces, as the agent reports them at lookup: for
+ * starting a real agent process against the fake conductor (`{ macs }`). Empty when there is none.
+ */
+export async function localMacAddresses(): Promise<string[]> {
+  const macs: string[] = [];
+  for (const name of await readdir('/sys/class/net').catch(() => [] as string[])) {
+    const mac = (await readFile(`/sys/class/net/${name}/address`, 'utf8').catch(() => '')).trim().toLowerCase();
+    if (/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(mac) && mac !== '00:00:00:00:00:00') macs.push(mac);
+  }
+  return macs;
 }
