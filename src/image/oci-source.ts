@@ -4,7 +4,6 @@
  * digest verified on the fly (src/oci).
  * @module
  */
-import type { Readable } from 'node:stream';
 import { AgentError } from '../errors.ts';
 import type { Credentials, DownloadSource, ImageInspection, OciClient } from '../oci/index.ts';
 import type { StreamCompression } from './decompress.ts';
@@ -42,13 +41,16 @@ export async function openOciSource(oci: OciClient, url: string, options: OciSou
   if (!layer || image.layers.length !== 1) {
     throw new AgentError('OCI_MANIFEST_INVALID', `${image.podmanReference} is not a one-file artifact`, { details: { layers: image.layers.length } });
   }
-  const stream: Readable = await oci.openBlob(image, { mediaType: layer.mediaType, digest: layer.digest, size: layer.size }, {
-    signal: options.signal,
+  // Iterated directly (no stream layer in between). close() aborts the request first: a pending
+  // read must not hold up the generator's return until the network answers.
+  const cancel = new AbortController();
+  const chunks = await oci.openBlobChunks(image, { mediaType: layer.mediaType, digest: layer.digest, size: layer.size }, {
+    signal: options.signal ? AbortSignal.any([options.signal, cancel.signal]) : cancel.signal,
     ...(options.credentials ? { credentials: options.credentials } : {}),
     ...(options.onBlobProgress ? { onProgress: (p: { bytes: number; total: number }) => options.onBlobProgress?.(p.bytes, p.total) } : {}),
   });
   return {
-    chunks: stream as AsyncIterable<Buffer>,
+    chunks,
     size: layer.size,
     image,
     compression: image.compression,
@@ -56,7 +58,8 @@ export async function openOciSource(oci: OciClient, url: string, options: OciSou
     digest: layer.digest,
     uncompressedSize: layer.uncompressedSize,
     close: async () => {
-      stream.destroy();
+      cancel.abort();
+      await chunks.return(undefined).catch(() => undefined);
     },
   };
 }

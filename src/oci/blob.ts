@@ -27,7 +27,7 @@ export interface BlobOptions {
 }
 
 const PROGRESS_STEP = 1024 * 1024;
-const BATCH_BYTES = 256 * 1024;
+const BATCH_BYTES = 64 * 1024;
 
 class Truncated extends Error {
   readonly code = 'BLOB_TRUNCATED';
@@ -48,7 +48,13 @@ function checkContentRange(res: HttpResponse, offset: number, size: number, d: D
   }
 }
 
-async function* blobChunks(session: RegistrySession, d: Descriptor, options: BlobOptions): AsyncGenerator<Buffer> {
+/**
+ * The blob's bytes as an async iterator, in ~64 KiB batches; it throws (before ending) if the
+ * size or digest is wrong, so a loop over it only completes for verified content. For consumers
+ * that iterate anyway: no stream layer between the network and them. Ending the iteration early
+ * (`return()`, `break`) cancels the download.
+ */
+export async function* openBlobChunks(session: RegistrySession, d: Descriptor, options: BlobOptions = {}): AsyncGenerator<Buffer> {
   const { algorithm } = parseDigest(d.digest);
   const size = d.size;
   const http = session.options.http;
@@ -63,7 +69,8 @@ async function* blobChunks(session: RegistrySession, d: Descriptor, options: Blo
   // After a restart from zero, the bytes already emitted are re-read and must hash the same.
   let prefixCheck: { expected: string; hash: Hash } | undefined;
   // Fresh bytes counted in `emitted` but not yet yielded: TLS delivers 16 KiB chunks, and every
-  // consumer layer pays per chunk, so they leave in ~256 KiB batches (one copy).
+  // consumer layer pays per chunk, so they leave in ~64 KiB batches (one copy). 256 KiB batches
+  // used no less CPU and ~1.5 MiB more peak RSS while writing an image (npm run bench, raw).
   let batch: Buffer[] = [];
   let batched = 0;
   const takeBatch = (): Buffer => {
@@ -158,5 +165,5 @@ async function* blobChunks(session: RegistrySession, d: Descriptor, options: Blo
  * `pipeline(openBlobStream(…), sink)` only resolves for verified content.
  */
 export function openBlobStream(session: RegistrySession, descriptor: Descriptor, options: BlobOptions = {}): Readable {
-  return Readable.from(blobChunks(session, descriptor, options), { objectMode: false });
+  return Readable.from(openBlobChunks(session, descriptor, options), { objectMode: false });
 }

@@ -23,7 +23,7 @@ import {
 } from './registries-conf.ts';
 import { DEFAULT_RETRY_POLICY, sleep, type RetryPolicy } from './retry.ts';
 import { RegistrySession } from './session.ts';
-import { openBlobStream, type BlobOptions } from './blob.ts';
+import { openBlobChunks, openBlobStream, type BlobOptions } from './blob.ts';
 import { inspectImage, type ImageInspection, type InspectOptions } from './inspect.ts';
 import { Descriptor } from './schemas.ts';
 
@@ -190,10 +190,25 @@ export class OciClient {
 
   /** A verified byte stream of one blob of a resolved/inspected image (errors before ending on mismatch). */
   async openBlob(image: BlobSource, descriptor: Descriptor, options: CallOptions & BlobOptions = {}): Promise<Readable> {
+    const { session, blob } = await this.#blobSession(image, descriptor, options);
+    return openBlobStream(session, blob, options);
+  }
+
+  /**
+   * The same verified bytes as `openBlob`, as an async iterator (no stream layer: cheaper per
+   * chunk for consumers that iterate, such as the image writer). Ending the iteration early, or
+   * aborting `options.signal`, cancels the download.
+   */
+  async openBlobChunks(image: BlobSource, descriptor: Descriptor, options: CallOptions & BlobOptions = {}): Promise<AsyncGenerator<Buffer>> {
+    const { session, blob } = await this.#blobSession(image, descriptor, options);
+    return openBlobChunks(session, blob, options);
+  }
+
+  async #blobSession(image: BlobSource, descriptor: Descriptor, options: CallOptions) {
     const parsed = Descriptor.safeParse(descriptor);
     if (!parsed.success) throw new AgentError('OCI_MANIFEST_INVALID', 'Invalid blob descriptor (digest, size or media type)');
     const { session } = await this.session(image.source, image.reference, options.credentials);
-    return openBlobStream(session, parsed.data, options);
+    return { session, blob: parsed.data };
   }
 
   /** Stream one blob into `destination`; resolves only after size and digest were verified. */

@@ -166,3 +166,55 @@ test('an aborted signal cancels the download (CANCELLED) and interruptions are b
   await assert.rejects(download('b/slow', desc(bytes), { signal: controller.signal }), code('CANCELLED'));
   await assert.rejects(download('b/slow', desc(bytes), { maxResumes: 2 }), code('REGISTRY_UNREACHABLE'));
 });
+
+// openBlobChunks: the same verified bytes without a stream layer (the image writer iterates it).
+async function iterate(repo: string, d: Descriptor, stopAfter?: number): Promise<{ bytes: Buffer; chunks: number }> {
+  const { client } = faultClient([reg, cdn]);
+  const chunks: Buffer[] = [];
+  try {
+    for await (const chunk of await client.openBlobChunks(at(reg, repo), d)) {
+      chunks.push(chunk);
+      if (stopAfter !== undefined && chunks.length >= stopAfter) break;
+    }
+    return { bytes: Buffer.concat(chunks), chunks: chunks.length };
+  } finally {
+    await client.close();
+  }
+}
+
+test('openBlobChunks yields the verified bytes, batched: every batch but the last is at least 64 KiB', async () => {
+  serveBlob(reg, 'b/chunks', payload);
+  const { client } = faultClient([reg, cdn]);
+  const sizes: number[] = [];
+  const chunks: Buffer[] = [];
+  try {
+    for await (const chunk of await client.openBlobChunks(at(reg, 'b/chunks'), desc(payload))) {
+      sizes.push(chunk.length);
+      chunks.push(chunk);
+    }
+  } finally {
+    await client.close();
+  }
+  assert.ok(Buffer.concat(chunks).equals(payload));
+  assert.ok(sizes.slice(0, -1).every((n) => n >= 64 * 1024), sizes.join(','));
+});
+
+test('openBlobChunks throws on a wrong digest instead of ending', async () => {
+  const bytes = randomBytes(5000);
+  serveBlob(reg, 'b/chunks-wrong', bytes, sha256('other bytes'));
+  await assert.rejects(iterate('b/chunks-wrong', desc(bytes, sha256('other bytes'))), code('OCI_DIGEST_MISMATCH'));
+});
+
+test('ending openBlobChunks early cancels the download (the connection is closed, nothing hangs)', async () => {
+  const big = randomBytes(512 * 1024);
+  let closed!: () => void;
+  const connectionClosed = new Promise<void>((resolve) => { closed = resolve; });
+  reg.route('GET', `/v2/b/chunks-stop/blobs/${sha256(big)}`, (_req, res) => {
+    res.writeHead(200, { 'content-length': String(big.length) });
+    res.write(big.subarray(0, 200 * 1024)); // then stalls: only a cancel ends this request
+    res.once('close', () => closed());
+  });
+  const { bytes } = await iterate('b/chunks-stop', desc(big), 1);
+  assert.ok(bytes.length > 0 && big.subarray(0, bytes.length).equals(bytes));
+  await connectionClosed;
+});
