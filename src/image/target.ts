@@ -1,7 +1,7 @@
 /**
  * The write side: a block device or a regular file, written at explicit offsets with one write
  * in flight while the next block fills (two buffers, so memory stays constant and the network
- * keeps flowing during a write). Block devices are written O_DIRECT in 2 MiB blocks when they
+ * keeps flowing during a write). Block devices are written O_DIRECT in 1 MiB blocks when they
  * allow it (else buffered, like files, in 1 MiB blocks). Files are written sparse (all-zero
  * blocks left as holes). Background fdatasyncs every SYNC_EVERY bytes overlap the writeback with
  * the download; `fsync` at the end; for block devices the kernel is then told to re-read the
@@ -17,8 +17,11 @@ import { unzstdToFd } from './decompress.ts';
 import type { PhaseClock } from './timing.ts';
 
 export const WRITE_BLOCK = 1024 * 1024;
-/** Block size of O_DIRECT device writes (two such buffers: one filling, one being written). */
-export const DIRECT_BLOCK = 2 * 1024 * 1024;
+/**
+ * Block size of O_DIRECT device writes (two such buffers: one filling, one being written).
+ * 1 MiB: as fast as 2 MiB here (npm run bench, raw) and 2 MiB less peak RSS.
+ */
+export const DIRECT_BLOCK = 1024 * 1024;
 /**
  * Bytes between background `fdatasync`s while writing: the kernel starts writing back only at
  * its dirty thresholds (GBs on a large-RAM host), so without them the whole image would be
@@ -122,7 +125,7 @@ async function openDirect(path: string, size: number): Promise<DirectTarget | un
  * Writes `chunks` to `path` from offset 0 and fsyncs. Files are created or truncated; block
  * devices are opened without truncation. Returns the number of bytes written.
  *
- * Block devices are written with O_DIRECT in 2 MiB blocks when the device allows it: the bytes
+ * Block devices are written with O_DIRECT in 1 MiB blocks when the device allows it: the bytes
  * go from our buffer to the device without passing through the page cache (no copy, no page
  * cache to fill and flush: on this kind of job, filling it is most of the kernel's CPU time);
  * a last partial block's unaligned tail goes through a second, buffered descriptor.
