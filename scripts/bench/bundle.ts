@@ -39,7 +39,7 @@ export const UNIT_FILE = join(ROOT, 'rootfs/etc/systemd/system/bootc-agent.servi
  * OPTIONS… /usr/lib/bootc-agent/bootc-agent.mjs`), so the benchmarks measure the agent the
  * way it runs on a node; [] if the unit cannot be read.
  */
-export function ramdiskNodeOptions(): string[] {
+function ramdiskNodeOptions(): string[] {
   let unit: string;
   try {
     unit = readFileSync(UNIT_FILE, 'utf8');
@@ -55,10 +55,30 @@ export function ramdiskNodeOptions(): string[] {
   return options;
 }
 
+/**
+ * The environment the ramdisk's unit gives the agent (its `Environment=` lines: NODE_ENV, the
+ * malloc thresholds), as `KEY=VALUE` words; [] if the unit cannot be read.
+ */
+export function ramdiskEnvironment(): string[] {
+  let unit: string;
+  try {
+    unit = readFileSync(UNIT_FILE, 'utf8');
+  } catch {
+    return [];
+  }
+  return [...unit.matchAll(/^Environment=(.*)$/gm)].flatMap((m) => m[1]!.trim().split(/\s+/)).filter((w) => /^[A-Z_][A-Z0-9_]*=\S*$/.test(w));
+}
+
+/** `env KEY=VALUE… node OPTIONS…`: node as the ramdisk's unit starts it (env execs node: same PID). */
+export function ramdiskNode(): string[] {
+  const env = ramdiskEnvironment();
+  return [...(env.length ? ['env', ...env] : []), process.execPath, ...ramdiskNodeOptions()];
+}
+
 /** argv prefix that runs the agent's `fetch` subcommand: the bundle if it has it, else tsx. */
 export async function fetchCommandPrefix(ctx: BenchContext): Promise<{ argv: string[]; note: string }> {
   const note = await ensureBundle(ctx).catch((err: unknown) => `no bundle: ${(err as Error).message}`);
-  const bundle = [process.execPath, ...ramdiskNodeOptions(), BUNDLE, 'fetch'];
+  const bundle = [...ramdiskNode(), BUNDLE, 'fetch'];
   if ((await run(bundle[0]!, [...bundle.slice(1), '--help'], { allowFail: true }).catch(() => undefined))?.code === 0) return { argv: bundle, note };
   const tsx = [process.execPath, '--import', 'tsx', join(ROOT, 'src/main.ts'), 'fetch'];
   const r = await run(tsx[0]!, [...tsx.slice(1), '--help'], { cwd: ROOT, allowFail: true }).catch(() => undefined);

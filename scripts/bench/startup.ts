@@ -12,7 +12,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { localMacAddresses, startFakeConductor, type FakeConductor } from '../../test/helpers/fake-conductor.ts';
-import { ensureBundle, ramdiskNodeOptions, UNIT_FILE } from './bundle.ts';
+import { ensureBundle, ramdiskNode, UNIT_FILE } from './bundle.ts';
 import {
   fmtMiB, fmtSeconds, freePort, median, procCpuSeconds, procMemory, ROOT, run, sleep, spread, table, verdict, which,
   withTempDir, type BenchContext, type Section,
@@ -208,14 +208,14 @@ function breakdown(samples: StartSample[], field: 'marks' | 'conductor'): [strin
 
 async function runStartup(ctx: BenchContext): Promise<void> {
   const runs = ctx.options.startupRuns;
-  console.log(`  ${await ensureBundle(ctx)}; node options as in ${UNIT_FILE.slice(ROOT.length + 1)}: ${ramdiskNodeOptions().join(' ') || '(none)'}`);
+  console.log(`  ${await ensureBundle(ctx)}; node options and environment as in ${UNIT_FILE.slice(ROOT.length + 1)}`);
   const node = process.execPath;
-  // The agent as the ramdisk's unit starts it (its node options), then plain `node`.
-  const unitOptions = ramdiskNodeOptions();
+  // The agent as the ramdisk's unit starts it (its node options and environment), then plain `node`.
+  const unitNode = ramdiskNode();
   const variants: Variant[] = [
-    { label: ['node', ...unitOptions, 'dist/bootc-agent.mjs'].join(' '), argv: (extra) => [node, ...unitOptions, 'dist/bootc-agent.mjs', ...extra] },
+    { label: [...unitNode, 'dist/bootc-agent.mjs'].join(' ').replace(node, 'node'), argv: (extra) => [...unitNode, 'dist/bootc-agent.mjs', ...extra] },
   ];
-  if (unitOptions.length) variants.push({ label: 'node dist/bootc-agent.mjs (no options; diagnostic)', diagnostic: true, argv: (extra) => [node, 'dist/bootc-agent.mjs', ...extra] });
+  if (unitNode.length > 1) variants.push({ label: 'node dist/bootc-agent.mjs (no options or environment; diagnostic)', diagnostic: true, argv: (extra) => [node, 'dist/bootc-agent.mjs', ...extra] });
   const composition = await bundleComposition(ctx.tmp).catch(() => [] as [string, number][]);
   if (ctx.options.tsx) variants.push({ label: 'node --import tsx src/main.ts', diagnostic: true, argv: (extra) => [node, '--import', 'tsx', 'src/main.ts', ...extra] });
 
