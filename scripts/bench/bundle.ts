@@ -56,8 +56,8 @@ function ramdiskNodeOptions(): string[] {
 }
 
 /**
- * The environment the ramdisk's unit gives the agent (its `Environment=` lines: NODE_ENV, the
- * malloc thresholds), as `KEY=VALUE` words; [] if the unit cannot be read.
+ * The environment the ramdisk's unit gives the agent (its `Environment=` lines: NODE_ENV,
+ * MALLOC_ARENA_MAX), as `KEY=VALUE` words; [] if the unit cannot be read.
  */
 export function ramdiskEnvironment(): string[] {
   let unit: string;

@@ -113,7 +113,6 @@ async function idleRss(argv: string[]): Promise<{ rssKiB?: number; hwmKiB?: numb
   }
 }
 
-
 // One agent start: fresh state dir, port polled every 5 ms, RSS read after the agent settled.
 async function startOnce(variant: Variant, tmp: string, withConductor: boolean, macs: string[], settledMs?: number): Promise<StartSample> {
   // A new conductor per start: each first boot must be handed a fresh token at lookup.
