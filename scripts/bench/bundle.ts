@@ -34,18 +34,21 @@ export async function ensureBundle(ctx: BenchContext): Promise<string> {
 
 export const UNIT_FILE = join(ROOT, 'rootfs/etc/systemd/system/bootc-agent.service');
 
+// The ramdisk's unit file; '' if it cannot be read (the agent then runs with plain node).
+function unitText(): string {
+  try {
+    return readFileSync(UNIT_FILE, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 /**
  * The node options the ramdisk's unit starts the agent with (its `ExecStart=/usr/bin/node
  * OPTIONS… /usr/lib/bootc-agent/bootc-agent.mjs`), so the benchmarks measure the agent the
- * way it runs on a node; [] if the unit cannot be read.
+ * way it runs on a node.
  */
-function ramdiskNodeOptions(): string[] {
-  let unit: string;
-  try {
-    unit = readFileSync(UNIT_FILE, 'utf8');
-  } catch {
-    return [];
-  }
+function ramdiskNodeOptions(unit: string): string[] {
   const line = /^ExecStart=\S*node\s+(.*)$/m.exec(unit)?.[1] ?? '';
   const options: string[] = [];
   for (const word of line.trim().split(/\s+/)) {
@@ -57,22 +60,20 @@ function ramdiskNodeOptions(): string[] {
 
 /**
  * The environment the ramdisk's unit gives the agent (its `Environment=` lines: NODE_ENV,
- * MALLOC_ARENA_MAX), as `KEY=VALUE` words; [] if the unit cannot be read.
+ * MALLOC_ARENA_MAX), as `KEY=VALUE` words.
  */
-export function ramdiskEnvironment(): string[] {
-  let unit: string;
-  try {
-    unit = readFileSync(UNIT_FILE, 'utf8');
-  } catch {
-    return [];
-  }
+function ramdiskEnvironment(unit: string): string[] {
   return [...unit.matchAll(/^Environment=(.*)$/gm)].flatMap((m) => m[1]!.trim().split(/\s+/)).filter((w) => /^[A-Z_][A-Z0-9_]*=\S*$/.test(w));
 }
 
-/** `env KEY=VALUE… node OPTIONS…`: node as the ramdisk's unit starts it (env execs node: same PID). */
+/**
+ * `env KEY=VALUE… node OPTIONS…`: node as the ramdisk's unit starts it (env execs node: same
+ * PID); plain node if the unit cannot be read.
+ */
 export function ramdiskNode(): string[] {
-  const env = ramdiskEnvironment();
-  return [...(env.length ? ['env', ...env] : []), process.execPath, ...ramdiskNodeOptions()];
+  const unit = unitText();
+  const env = ramdiskEnvironment(unit);
+  return [...(env.length ? ['env', ...env] : []), process.execPath, ...ramdiskNodeOptions(unit)];
 }
 
 /** argv prefix that runs the agent's `fetch` subcommand: the bundle if it has it, else tsx. */
