@@ -57,6 +57,13 @@ async function selinuxFromGetenforce(runner: CommandRunner): Promise<boolean> {
   }
 }
 
+// Work started ahead of the phase that needs it: its rejection is handled where it is awaited.
+function ahead<T>(fn: () => Promise<T>): Promise<T> {
+  const promise = Promise.resolve().then(fn);
+  promise.catch(() => undefined);
+  return promise;
+}
+
 // Root filesystem type from the image's install config, if it names one.
 function installConfigFilesystem(config: string): string | undefined {
   return /\[install\.filesystem\.root\][^[]*?\btype\s*=\s*"([a-z0-9]+)"/s.exec(config)?.[1];
@@ -84,13 +91,34 @@ export async function runBootcInstall(deps: BootcStepDeps, args: Record<string, 
   };
   const podmanDeps: PodmanDeps = { runner: deps.runner, log, secretsDir: join(deps.config.state_dir, 'secrets'), ...(deps.retryDelayMs === undefined ? {} : { retryDelayMs: deps.retryDelayMs }) };
   const installName = uniqueName('bootc-agent-install');
+  const probeName = uniqueName('bootc-agent-probe');
   let device: BlockDevice | undefined;
   let injectDir: string | undefined;
   let secrets: string[] = [];
+  // Lookups that do not depend on the image run while it is resolved and pulled; a failure
+  // before they are awaited cancels them, and the step waits for them before it returns.
+  const early = new AbortController();
+  const earlySignal = AbortSignal.any([signal, early.signal]);
+  const pending: Promise<unknown>[] = [];
+  // The probe container is removed while the install runs (podman `--rm` would make the probe
+  // itself wait for it), and at the latest before the step returns.
+  let probeExited = false;
+  let probeRemoval: Promise<void> | undefined;
+  const removeProbe = () => (probeRemoval ??= removeContainer(podmanDeps, probeName));
 
   try {
     const request = parseBootcDeployRequest(args, ctx.node);
     ctx.reportProgress({ phase, message: `resolving ${request.imageSource}` });
+    const diskLookup = ahead(() => waitForRootDevice({
+      runner: deps.runner, log, signal: earlySignal,
+      selection: rootDeviceSelectionFromNode(ctx.node),
+      attempts: deps.config.disk_wait_attempts,
+      delaySeconds: deps.config.disk_wait_delay,
+      includeLoop: deps.config.include_loop_devices,
+    }));
+    const selinuxEnabled = ahead(deps.selinuxEnabled ?? (() => selinuxFromGetenforce(deps.runner)));
+    const runUdevExists = ahead(() => pathExists('/run/udev'));
+    pending.push(diskLookup, selinuxEnabled, runUdevExists);
     const ref = parseReference(request.imageSource);
     let credentials: Credentials | undefined;
     if (request.pullSecret) {
@@ -99,13 +127,15 @@ export async function runBootcInstall(deps: BootcStepDeps, args: Record<string, 
       secrets = [request.pullSecret, ...credentialSecrets(credentials)];
       log.info({ shape: secret.kind, registry: ref.registry, has_credentials: credentials !== undefined }, 'pull secret found');
     }
-    if (request.configdrive && !isConfigDriveUrl(request.configdrive.trim())) {
-      // An inline config drive that cannot be written should fail before the disk is touched,
-      // not after a full install; it is decoded again when written (URLs are fetched only then).
-      const drive = await loadConfigDrive(request.configdrive, { signal, log });
-      await drive.dispose();
-    }
-    const image = await deps.oci.inspectImage(ref, { signal, ...(credentials ? { credentials } : {}) });
+    // An inline config drive that cannot be written should fail before the disk is touched,
+    // not after a full install; it is decoded (while the image resolves) and again when written.
+    // URLs are fetched only then.
+    const inline = request.configdrive && !isConfigDriveUrl(request.configdrive.trim()) ? request.configdrive : undefined;
+    const driveCheck = inline ? ahead(async () => (await loadConfigDrive(inline, { signal: earlySignal, log })).dispose()) : undefined;
+    const inspected = ahead(() => deps.oci.inspectImage(ref, { signal: earlySignal, ...(credentials ? { credentials } : {}) }));
+    pending.push(...(driveCheck ? [driveCheck] : []), inspected);
+    await driveCheck;
+    const image = await inspected;
     if (image.kind !== 'bootc-image') {
       throw new AgentError('IMAGE_NOT_BOOTABLE', `${request.imageSource} is an OCI artifact${image.artifactType ? ` (${image.artifactType})` : ''}, not a bootable container image`, { details: { digest: image.digest } });
     }
@@ -119,13 +149,7 @@ export async function runBootcInstall(deps: BootcStepDeps, args: Record<string, 
     });
 
     enter('disk', 'choosing the target disk');
-    const found = await waitForRootDevice({
-      runner: deps.runner, log, signal,
-      selection: rootDeviceSelectionFromNode(ctx.node),
-      attempts: deps.config.disk_wait_attempts,
-      delaySeconds: deps.config.disk_wait_delay,
-      includeLoop: deps.config.include_loop_devices,
-    });
+    const found = await diskLookup;
     device = found.device;
     const layout = planLayout({ diskBytes: device.size, arch: deps.arch ?? machineArch(), tpm2Luks: request.tpm2Luks });
     log.info({ device: device.name, size: device.size, root_mib: layout.rootMiB, reserve: layout.parts }, 'disk chosen');
@@ -140,13 +164,14 @@ export async function runBootcInstall(deps: BootcStepDeps, args: Record<string, 
     });
 
     enter('probe', 'reading the image\'s bootc version');
-    const probe = await probeBootc(podmanDeps, image.podmanReference, signal);
+    const probe = await probeBootc(podmanDeps, image.podmanReference, probeName, signal);
+    probeExited = true;
     const features = bootcFeatures(probe.version, { authorizedKeys: request.authorizedKeys.length > 0 });
     const filesystem = request.filesystem ?? (installConfigFilesystem(probe.installConfig) ? undefined : 'xfs');
 
     enter('install', `installing with bootc ${probe.version.text} to ${device.name}`);
     injectDir = await prepareInjectDir(deps.config.state_dir, request.authorizedKeys, request.tpm2Luks && request.luksAllowInInstallConfig);
-    let hostHasRunUdev = await pathExists('/run/udev');
+    let hostHasRunUdev = await runUdevExists;
     if (!hostHasRunUdev && features.needsRunUdev) {
       // bootc ≥ 1.13 mirrors /run/udev and fails when the host has none (bootc#2239).
       await mkdir('/run/udev', { recursive: true });
@@ -166,11 +191,12 @@ export async function runBootcInstall(deps: BootcStepDeps, args: Record<string, 
       authorizedKeysFile: request.authorizedKeys.length ? `${INJECT_MOUNT}/authorized_keys` : undefined,
       luksDropIn: request.tpm2Luks && request.luksAllowInInstallConfig ? join(injectDir, 'luks.toml') : undefined,
       targetImgref,
-      selinuxEnabled: await (deps.selinuxEnabled ?? (() => selinuxFromGetenforce(deps.runner)))(),
+      selinuxEnabled: await selinuxEnabled,
       hostHasRunUdev,
       features,
     });
     const onLine = (line: string) => {
+      void removeProbe(); // bootc is running: podman is done setting the install container up
       const milestone = bootcMilestone(line);
       if (milestone) ctx.reportProgress({ phase: 'install', message: milestone, line: line.trim().slice(0, 200) });
     };
@@ -187,7 +213,7 @@ export async function runBootcInstall(deps: BootcStepDeps, args: Record<string, 
     }
 
     enter('verify', 'reading the partition table back');
-    const table = await readPartitionTable(deps.runner, device.name, device.size, signal);
+    const [table] = await Promise.all([readPartitionTable(deps.runner, device.name, device.size, signal), removeProbe()]);
     if (table.partitions.length === 0) {
       throw new AgentError('PARTITION_VALIDATION_FAILED', `bootc reported success but ${device.name} has no partitions`, { details: { device: device.name } });
     }
@@ -223,7 +249,10 @@ export async function runBootcInstall(deps: BootcStepDeps, args: Record<string, 
     // Log the first error before cleanup so a cleanup failure can never hide it.
     log.error({ err: failure, phase, details: failure.details }, `bootc deploy failed in phase ${phase}`);
     const cleanup: Record<string, unknown> = {};
-    await removeContainer(podmanDeps, installName);
+    early.abort();
+    await Promise.allSettled(pending);
+    // A probe that failed was removed by probeBootc itself.
+    await Promise.all([removeContainer(podmanDeps, installName), ...(probeExited ? [removeProbe()] : [])]);
     if (device) cleanup.disk = await wipeAfterFailure(deps.runner, device, log);
     throw new AgentError(failure.code, `Deploy step execute_bootc_install failed in phase ${phase}: ${failure.message}`, {
       cause: failure,

@@ -14,7 +14,11 @@ export function buildPullArgs(imageRef: string, authFile: string | undefined): s
   return ['pull', ...(authFile ? ['--authfile', authFile] : []), '--', imageRef];
 }
 
-/** Reads `bootc --version` and the image's install configuration without privileges or network. */
+/**
+ * Reads `bootc --version` and the image's install configuration without privileges or network.
+ * No `--rm`: podman would remove the container before exiting (~60 ms here); the step removes
+ * it by name while the install runs instead.
+ */
 export function buildProbeArgs(imageRef: string, containerName: string): string[] {
   const script = [
     'command -v bootc >/dev/null 2>&1 || exit 127',
@@ -22,7 +26,7 @@ export function buildProbeArgs(imageRef: string, containerName: string): string[
     'for f in /usr/lib/bootc/install/*.toml /etc/bootc/install/*.toml; do [ -f "$f" ] && { echo "### $f"; cat "$f"; }; done',
     'exit 0',
   ].join('; ');
-  return ['run', '--rm', '--name', containerName, '--pull=never', '--net=none', '--read-only', '--entrypoint', '/bin/sh', imageRef, '-c', script];
+  return ['run', '--name', containerName, '--pull=never', '--net=none', '--read-only', '--entrypoint', '/bin/sh', imageRef, '-c', script];
 }
 
 export interface InstallArgsInput {

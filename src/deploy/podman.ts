@@ -92,16 +92,17 @@ export interface ProbeResult {
   installConfig: string;
 }
 
-/** `bootc --version` and the image's install config, read in an unprivileged, offline container. */
-export async function probeBootc(deps: PodmanDeps, imageRef: string, signal: AbortSignal): Promise<ProbeResult> {
-  const name = uniqueName('bootc-agent-probe');
+/**
+ * `bootc --version` and the image's install config, read in an unprivileged, offline container
+ * named `name`. After success the exited container is the caller's to remove (`removeContainer`),
+ * which it can do while the install runs; after a failure it is removed here.
+ */
+export async function probeBootc(deps: PodmanDeps, imageRef: string, name: string, signal: AbortSignal): Promise<ProbeResult> {
   try {
     const result = await deps.runner.run('podman', buildProbeArgs(imageRef, name), { signal, timeoutMs: 120_000 });
     const [versionLine, ...rest] = result.stdout.split('\n');
     return { version: parseBootcVersion(versionLine ?? ''), installConfig: rest.join('\n') };
   } catch (err) {
-    // `--rm` removes the container when podman ends normally; after a failure (cancelled,
-    // timed out, podman killed) make sure. Not on success: that is one podman process less.
     await removeContainer(deps, name);
     if (isAgentError(err) && err.code === 'COMMAND_FAILED' && (err.details.exit_code === 127 || /executable file `?(bootc|\/bin\/sh)`? not found/.test(String(err.details.stderr_tail)))) {
       throw new AgentError('BOOTC_NOT_FOUND', `Container image ${imageRef} does not contain the required bootc binary and thus cannot be deployed`, {

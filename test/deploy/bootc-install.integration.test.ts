@@ -25,6 +25,7 @@ import { tmpdir } from 'node:os';
 import { Transform } from 'node:stream';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import type { Progress, StepContext, StepDefinition } from '../../src/commands/index.ts';
 import { writeConfigDrive } from '../../src/configdrive/index.ts';
@@ -523,6 +524,35 @@ describe('execute_bootc_install end to end (stand-in image, real registry, loop 
     assert.equal(outcome.error?.code, 'DISK_TOO_SMALL', outcome.error?.message);
     assert.equal(outcome.error!.details.phase, 'disk');
     assertWiped(small!.dev);
+    await assertClean(outcome);
+  });
+
+  // The disk is looked up while the image resolves; its outcome counts only in phase `disk`.
+  test('a root device that never appears fails in phase disk with DEVICE_NOT_FOUND, after the image resolved; nothing is pulled', async (t) => {
+    if (reason) return t.skip(reason);
+    const outcome = await runStep({ device: '/dev/bootc-agent-it-no-such-disk', deps: { config: { disable_bootc_deploy: false, disk_wait_attempts: 2, disk_wait_delay: 0, include_loop_devices: true, state_dir: stateDir } } });
+    assert.equal(outcome.error?.code, 'DEVICE_NOT_FOUND', outcome.error?.message);
+    assert.equal(outcome.error!.details.phase, 'disk');
+    assert.deepEqual(phasesOf(outcome), ['resolve', 'admission', 'disk']);
+    assert.ok(!outcome.commands.some((c) => c[0] === 'podman' && c.includes('pull')), 'a pull was started');
+    await assertClean(outcome);
+  });
+
+  test('a registry failure while the disk is still awaited ends the step at once and stops the lookup', async (t) => {
+    if (reason) return t.skip(reason);
+    const wrong = Buffer.from(Buffer.from(`${STANDIN_REGISTRY_USERNAME}:wrong-password`).toString('base64')).toString('base64');
+    const outcome = await runStep({
+      args: { oci_pull_secret: wrong },
+      device: '/dev/bootc-agent-it-no-such-disk',
+      deps: { config: { disable_bootc_deploy: false, disk_wait_attempts: 60, disk_wait_delay: 1, include_loop_devices: true, state_dir: stateDir } },
+    });
+    assert.equal(outcome.error?.code, 'REGISTRY_AUTH_FAILED', outcome.error?.message);
+    assert.equal(outcome.error!.details.phase, 'resolve');
+    assert.ok(outcome.ms < 15_000, `took ${outcome.ms} ms: the step waited for the disk lookup to run out`);
+    const lookups = outcome.commands.filter((c) => c[0] === 'lsblk').length;
+    assert.ok(lookups >= 1, 'the disk lookup did not start');
+    await sleep(2500);
+    assert.equal(outcome.commands.filter((c) => c[0] === 'lsblk').length, lookups, 'lsblk still runs after the step ended');
     await assertClean(outcome);
   });
 

@@ -53,6 +53,9 @@ describe('podman argv', () => {
     assert.ok(!argv.includes('--privileged'));
     assert.ok(argv.includes('--net=none'));
     assert.ok(argv.includes('--pull=never'));
+    // Named and without --rm: the step removes it by name while the install runs.
+    assert.deepEqual(argv.slice(0, 3), ['run', '--name', 'probe-1']);
+    assert.ok(!argv.includes('--rm'));
   });
   it('builds the install command (golden)', () => {
     const argv = buildInstallArgs({
