@@ -27,6 +27,8 @@ ${SECTIONS.map((s) => `                       ${s.name.padEnd(8)} ${s.title}`).j
   --zstd-size=SIZE   uncompressed size of the zstd artifact (default 1G)
   --deploy-filler=SIZE  deploy: a second image, the stand-in plus SIZE of OS-like files,
                      closer to a real bootc base image (default 384M; 0: only the stand-in)
+  --deploy-storage=tmpfs|disk  deploy: where podman's containers storage lives (default tmpfs,
+                     as in the ramdisk; disk: this machine's root filesystem)
   --runs=N           repetitions per measurement, median shown (default 3)
   --startup-runs=N   repetitions of each startup measurement (default 5)
   --no-tsx           startup: skip the "node --import tsx src/main.ts" rows
@@ -41,7 +43,7 @@ function parseOptions(argv: string[]): BenchOptions | undefined {
     strict: true,
     options: {
       only: { type: 'string' }, size: { type: 'string' }, 'image-size': { type: 'string' }, layers: { type: 'string' },
-      'zstd-size': { type: 'string' }, 'deploy-filler': { type: 'string' }, runs: { type: 'string' }, 'startup-runs': { type: 'string' },
+      'zstd-size': { type: 'string' }, 'deploy-filler': { type: 'string' }, 'deploy-storage': { type: 'string' }, runs: { type: 'string' }, 'startup-runs': { type: 'string' },
       'no-tsx': { type: 'boolean' }, build: { type: 'boolean' }, verbose: { type: 'boolean' }, help: { type: 'boolean' },
     },
   });
@@ -56,6 +58,8 @@ function parseOptions(argv: string[]): BenchOptions | undefined {
     if (!Number.isInteger(n) || n < 1) throw new Error(`expected a positive integer, got "${v}"`);
     return n;
   };
+  const deployStorage = values['deploy-storage'] ?? 'tmpfs';
+  if (deployStorage !== 'tmpfs' && deployStorage !== 'disk') throw new Error(`--deploy-storage: expected tmpfs or disk, got "${deployStorage}"`);
   return {
     only,
     size: parseSize(values.size ?? '1G'),
@@ -63,6 +67,7 @@ function parseOptions(argv: string[]): BenchOptions | undefined {
     layers: int(values.layers, 4),
     zstdSize: parseSize(values['zstd-size'] ?? '1G'),
     deployFiller: values['deploy-filler'] === '0' ? 0 : parseSize(values['deploy-filler'] ?? '384M'),
+    deployStorage,
     runs: int(values.runs, 3),
     startupRuns: int(values['startup-runs'], 5),
     build: values.build ?? false,

@@ -23,6 +23,8 @@ export interface BenchOptions {
   zstdSize: number;
   /** Size of the OS-like layer added to the stand-in for the deploy section's second image (0: none). */
   deployFiller: number;
+  /** Where the deploy section's containers storage lives: a tmpfs, as in the ramdisk, or the root filesystem. */
+  deployStorage: 'tmpfs' | 'disk';
   /** Repetitions per measurement (median reported). */
   runs: number;
   /** Runs of the startup section (it is cheap, so more). */

@@ -105,7 +105,7 @@ async function runDeploy(ctx: BenchContext): Promise<void> {
     const layerBytes = (await oci.inspectImage(imageRef, { credentials: { type: 'basic', username: registry.username, password: registry.password } })).totalCompressedSize;
 
     await withTempDir(ctx.tmp, 'deploy-', async (dir) => {
-      const storage = await privateStorage();
+      const storage = await privateStorage(ctx.options.deployStorage);
       const restoreEnv = useStorage(storage.conf);
       const disk = await attachLoop(dir, 'disk', DISK_BYTES).catch(async (err: unknown) => {
         restoreEnv();
@@ -209,7 +209,7 @@ async function runDeploy(ctx: BenchContext): Promise<void> {
         const cmdMedian = (pred: (c: Recorded) => boolean) => median(agentRuns.map((r) => r.commands.filter(pred).reduce((s, c) => s + c.seconds, 0)));
         const phaseNames = [...new Set(agentRuns.flatMap((r) => Object.keys(r.timings)))].filter((k) => k !== 'total_ms');
         console.log(`  ${image.label}: ${pushed.reference} (bootc ${standin.STANDIN_BOOTC_VERSION}; images built or reused in ${fmtSeconds(buildS)}), ${DISK_BYTES / 2 ** 30} GiB sparse loop device ${disk.device}; `
-          + `${ctx.options.runs} runs, median; every pull is a full one (${fmtBytes(layerBytes)} of layers) into a private containers storage emptied before it`);
+          + `${ctx.options.runs} runs, median; every pull is a full one (${fmtBytes(layerBytes)} of layers) into a private containers storage (${ctx.options.deployStorage === "tmpfs" ? "on a tmpfs, as in the ramdisk" : "on the root filesystem"}) emptied before it`);
         console.log(table(['deploy', 'time', 'vs bare', 'min–max'], [
           ['bare: podman pull + podman run … bootc install to-disk', fmtSeconds(bareWall), '1.00×', spread(bare.map((b) => b.pull + b.install))],
           ['  podman pull', fmtSeconds(median(bare.map((b) => b.pull))), '', ''],
@@ -217,8 +217,15 @@ async function runDeploy(ctx: BenchContext): Promise<void> {
           ['agent: execute_bootc_install step', fmtSeconds(agentWall), `${(agentWall / bareWall).toFixed(3)}×`, spread(agentRuns.map((r) => r.wall))],
           ...phaseNames.map((p) => [`  phase ${p.replace(/_ms$/, '')}`, fmtSeconds(median(agentRuns.map((r) => (r.timings[p] ?? 0) / 1000))), '', '']),
         ]));
+        // Run by run: on a shared machine one slow spell shows here, not only in the spread.
+        const cmdSum = (r: AgentRun, pred: (c: Recorded) => boolean) => r.commands.filter(pred).reduce((sum, c) => sum + c.seconds, 0);
+        const isProbe = (c: Recorded) => c.file === 'podman' && c.args[0] === 'run' && !isInstall(c);
+        console.log(table(['run', 'agent pull', 'probe', 'install', 'agent total', 'bare pull', 'install', 'bare total'], agentRuns.map((r, i) => [
+          String(i + 1), fmtSeconds(cmdSum(r, isPull)), fmtSeconds(cmdSum(r, isProbe)), fmtSeconds(cmdSum(r, isInstall)), fmtSeconds(r.wall),
+          fmtSeconds(bare[i]?.pull ?? 0), fmtSeconds(bare[i]?.install ?? 0), fmtSeconds((bare[i]?.pull ?? 0) + (bare[i]?.install ?? 0)),
+        ])));
         console.log(`  where the agent's extra time goes: podman pull (with --log-level=debug for progress) ${fmtSeconds(cmdMedian(isPull))}, `
-          + `install container ${fmtSeconds(cmdMedian(isInstall))}, probe container ${fmtSeconds(cmdMedian((c) => c.file === 'podman' && c.args[0] === 'run' && !isInstall(c)))}, `
+          + `install container ${fmtSeconds(cmdMedian(isInstall))}, probe container ${fmtSeconds(cmdMedian(isProbe))}, `
           + `other commands (lsblk, sgdisk, blockdev, podman rm, …) ${fmtSeconds(cmdMedian((c) => !(c.file === 'podman' && (c.args[0] === 'run' || isPull(c)))))}, `
           + `the rest (OCI resolve, admission, node) ${fmtSeconds(agentWall - cmdMedian(() => true))}`);
         // What the agent adds around the two commands it wraps, from its own runs: steadier than
@@ -249,13 +256,26 @@ async function runDeploy(ctx: BenchContext): Promise<void> {
 // /var/tmp, /run and /root, and would find its own container's files in the overlay layers.
 const STORAGE_ROOT = '/var/lib/bootc-agent-bench';
 
-async function privateStorage(): Promise<{ conf: string; remove(): Promise<void> }> {
+/**
+ * `tmpfs`: the image store is a tmpfs of its own, as `/var/lib/containers` is in the ramdisk,
+ * so the pull and the containers' set-up do not wait on this machine's disk (its fsyncs behind
+ * the last run's writeback made one probe container take 0.25–0.9 s). `disk`: the root filesystem.
+ */
+async function privateStorage(where: 'tmpfs' | 'disk'): Promise<{ conf: string; remove(): Promise<void> }> {
   await mkdir(STORAGE_ROOT, { recursive: true, mode: 0o700 });
   const dir = await mkdtemp(join(STORAGE_ROOT, 'storage-'));
   const conf = join(dir, 'storage.conf');
+  if (where === 'tmpfs') {
+    await mkdir(join(dir, 'graph'), { mode: 0o700 });
+    await run('mount', ['-t', 'tmpfs', '-o', 'mode=0700,size=50%', 'tmpfs', join(dir, 'graph')]).catch(async (err: unknown) => {
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    });
+  }
   await writeFile(conf, `[storage]\ndriver = "overlay"\ngraphroot = "${join(dir, 'graph')}"\nrunroot = "${join(dir, 'run')}"\n`);
   const remove = deferCleanup(async () => {
-    // Empty once its only image is gone; a mount podman left there is ours (under `dir`): unmount it first.
+    // Empty once its only image is gone; mounts under `dir` are ours (the tmpfs, and any podman
+    // left behind): unmount them, innermost first.
     const mounts = (await readFile('/proc/self/mounts', 'utf8').catch(() => '')).split('\n')
       .map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(`${dir}/`)).reverse();
     for (const m of mounts) await run('umount', ['--', m], { allowFail: true });
