@@ -209,7 +209,7 @@ async function runDeploy(ctx: BenchContext): Promise<void> {
         const cmdMedian = (pred: (c: Recorded) => boolean) => median(agentRuns.map((r) => r.commands.filter(pred).reduce((s, c) => s + c.seconds, 0)));
         const phaseNames = [...new Set(agentRuns.flatMap((r) => Object.keys(r.timings)))].filter((k) => k !== 'total_ms');
         console.log(`  ${image.label}: ${pushed.reference} (bootc ${standin.STANDIN_BOOTC_VERSION}; images built or reused in ${fmtSeconds(buildS)}), ${DISK_BYTES / 2 ** 30} GiB sparse loop device ${disk.device}; `
-          + `${ctx.options.runs} runs, median; every pull is a full one (${fmtBytes(layerBytes)} of layers) into a private containers storage (${ctx.options.deployStorage === "tmpfs" ? "on a tmpfs, as in the ramdisk" : "on the root filesystem"}) emptied before it`);
+          + `${ctx.options.runs} runs, median; every pull is a full one (${fmtBytes(layerBytes)} of layers) into a private containers storage (${ctx.options.deployStorage === 'tmpfs' ? 'on a tmpfs, as in the ramdisk' : 'on the root filesystem'}) emptied before it`);
         console.log(table(['deploy', 'time', 'vs bare', 'min–max'], [
           ['bare: podman pull + podman run … bootc install to-disk', fmtSeconds(bareWall), '1.00×', spread(bare.map((b) => b.pull + b.install))],
           ['  podman pull', fmtSeconds(median(bare.map((b) => b.pull))), '', ''],
