@@ -43,6 +43,14 @@ function isInstall(c: Recorded): boolean {
 function isPull(c: Recorded): boolean {
   return c.file === 'podman' && c.args.includes('pull');
 }
+function isProbe(c: Recorded): boolean {
+  return c.file === 'podman' && c.args[0] === 'run' && !isInstall(c);
+}
+
+// Seconds one agent run spent in the commands `pred` picks.
+function cmdSum(r: AgentRun, pred: (c: Recorded) => boolean): number {
+  return r.commands.filter(pred).reduce((sum, c) => sum + c.seconds, 0);
+}
 
 // The recorded argv with our own auth file, a fresh container name and no debug logging.
 function replayArgs(args: string[], authFile: string, name: string): string[] {
@@ -206,7 +214,7 @@ async function runDeploy(ctx: BenchContext): Promise<void> {
         const agentWall = median(agentRuns.map((r) => r.wall));
         const bareWall = median(bare.map((b) => b.pull + b.install));
         const overhead = agentWall / bareWall - 1;
-        const cmdMedian = (pred: (c: Recorded) => boolean) => median(agentRuns.map((r) => r.commands.filter(pred).reduce((s, c) => s + c.seconds, 0)));
+        const cmdMedian = (pred: (c: Recorded) => boolean) => median(agentRuns.map((r) => cmdSum(r, pred)));
         const phaseNames = [...new Set(agentRuns.flatMap((r) => Object.keys(r.timings)))].filter((k) => k !== 'total_ms');
         console.log(`  ${image.label}: ${pushed.reference} (bootc ${standin.STANDIN_BOOTC_VERSION}; images built or reused in ${fmtSeconds(buildS)}), ${DISK_BYTES / 2 ** 30} GiB sparse loop device ${disk.device}; `
           + `${ctx.options.runs} runs, median; every pull is a full one (${fmtBytes(layerBytes)} of layers) into a private containers storage (${ctx.options.deployStorage === 'tmpfs' ? 'on a tmpfs, as in the ramdisk' : 'on the root filesystem'}) emptied before it`);
@@ -218,8 +226,6 @@ async function runDeploy(ctx: BenchContext): Promise<void> {
           ...phaseNames.map((p) => [`  phase ${p.replace(/_ms$/, '')}`, fmtSeconds(median(agentRuns.map((r) => (r.timings[p] ?? 0) / 1000))), '', '']),
         ]));
         // Run by run: on a shared machine one slow spell shows here, not only in the spread.
-        const cmdSum = (r: AgentRun, pred: (c: Recorded) => boolean) => r.commands.filter(pred).reduce((sum, c) => sum + c.seconds, 0);
-        const isProbe = (c: Recorded) => c.file === 'podman' && c.args[0] === 'run' && !isInstall(c);
         console.log(table(['run', 'agent pull', 'probe', 'install', 'agent total', 'bare pull', 'install', 'bare total'], agentRuns.map((r, i) => [
           String(i + 1), fmtSeconds(cmdSum(r, isPull)), fmtSeconds(cmdSum(r, isProbe)), fmtSeconds(cmdSum(r, isInstall)), fmtSeconds(r.wall),
           fmtSeconds(bare[i]?.pull ?? 0), fmtSeconds(bare[i]?.install ?? 0), fmtSeconds((bare[i]?.pull ?? 0) + (bare[i]?.install ?? 0)),
@@ -230,7 +236,7 @@ async function runDeploy(ctx: BenchContext): Promise<void> {
           + `the rest (OCI resolve, admission, node) ${fmtSeconds(agentWall - cmdMedian(() => true))}`);
         // What the agent adds around the two commands it wraps, from its own runs: steadier than
         // the difference of two walls on a shared machine, where one pull can vary by seconds.
-        const own = median(agentRuns.map((r) => r.wall - r.commands.filter((c) => isPull(c) || isInstall(c)).reduce((sum, c) => sum + c.seconds, 0)));
+        const own = median(agentRuns.map((r) => r.wall - cmdSum(r, (c) => isPull(c) || isInstall(c))));
         console.log(`  overhead: ${(overhead * 100).toFixed(1)} % (${fmtSeconds(agentWall - bareWall)} more); what the agent adds around the pull and the install `
           + `(its wall minus those two commands' own time): ${fmtSeconds(own)}, ${((own / bareWall) * 100).toFixed(1)} % of the bare run`);
         verdictLine += `${verdictLine ? '; ' : ''}${image.label} ${(overhead * 100).toFixed(1)} % (added around the commands: ${((own / bareWall) * 100).toFixed(1)} %) ${verdict(overhead <= OVERHEAD_TARGET)}`;

@@ -528,9 +528,12 @@ describe('execute_bootc_install end to end (stand-in image, real registry, loop 
   });
 
   // The disk is looked up while the image resolves; its outcome counts only in phase `disk`.
+  const waitingFor = (attempts: number, delaySeconds: number): Partial<BootcStepDeps> => ({
+    config: { disable_bootc_deploy: false, disk_wait_attempts: attempts, disk_wait_delay: delaySeconds, include_loop_devices: true, state_dir: stateDir },
+  });
   test('a root device that never appears fails in phase disk with DEVICE_NOT_FOUND, after the image resolved; nothing is pulled', async (t) => {
     if (reason) return t.skip(reason);
-    const outcome = await runStep({ device: '/dev/bootc-agent-it-no-such-disk', deps: { config: { disable_bootc_deploy: false, disk_wait_attempts: 2, disk_wait_delay: 0, include_loop_devices: true, state_dir: stateDir } } });
+    const outcome = await runStep({ device: '/dev/bootc-agent-it-no-such-disk', deps: waitingFor(2, 0) });
     assert.equal(outcome.error?.code, 'DEVICE_NOT_FOUND', outcome.error?.message);
     assert.equal(outcome.error!.details.phase, 'disk');
     assert.deepEqual(phasesOf(outcome), ['resolve', 'admission', 'disk']);
@@ -544,7 +547,7 @@ describe('execute_bootc_install end to end (stand-in image, real registry, loop 
     const outcome = await runStep({
       args: { oci_pull_secret: wrong },
       device: '/dev/bootc-agent-it-no-such-disk',
-      deps: { config: { disable_bootc_deploy: false, disk_wait_attempts: 60, disk_wait_delay: 1, include_loop_devices: true, state_dir: stateDir } },
+      deps: waitingFor(60, 1),
     });
     assert.equal(outcome.error?.code, 'REGISTRY_AUTH_FAILED', outcome.error?.message);
     assert.equal(outcome.error!.details.phase, 'resolve');
