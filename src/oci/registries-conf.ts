@@ -7,8 +7,8 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AgentError } from '../errors.ts';
+import { parse as parseToml, TomlError, type TomlTable, type TomlValue } from 'smol-toml';
 import { formatName, parseReference, type ImageReference } from './reference.ts';
-import { parseToml, type TomlTable, type TomlValue } from './toml.ts';
 
 export type PullFromMirror = 'all' | 'digest-only' | 'tag-only';
 
@@ -60,29 +60,41 @@ function bool(table: TomlTable, key: string, source: string): boolean {
   return v;
 }
 
+// TOML dates are objects too, but never tables.
+function isTable(v: TomlValue | undefined): v is TomlTable {
+  return typeof v === 'object' && !Array.isArray(v) && !(v instanceof Date);
+}
+
 function tables(v: TomlValue | undefined, what: string, source: string): TomlTable[] {
   if (v === undefined) return [];
-  if (!Array.isArray(v) || !v.every((t) => typeof t === 'object' && !Array.isArray(t))) throw bad(source, `${what} must be [[tables]]`);
-  return v as TomlTable[];
+  if (!Array.isArray(v) || !v.every(isTable)) throw bad(source, `${what} must be [[tables]]`);
+  return v;
 }
 
 function v1List(root: TomlTable, name: string, source: string): string[] {
   const section = root['registries'];
-  if (section === undefined || typeof section !== 'object' || Array.isArray(section)) return [];
+  if (!isTable(section)) return [];
   const entry = section[name];
-  if (entry === undefined || typeof entry !== 'object' || Array.isArray(entry)) return [];
+  if (!isTable(entry)) return [];
   const list = entry['registries'] ?? [];
   if (!Array.isArray(list) || !list.every((x) => typeof x === 'string')) throw bad(source, `registries.${name}.registries must be strings`);
   return list as string[];
 }
 
-export function parseRegistriesConf(text: string, source = 'registries.conf'): RegistriesConfig {
-  let root: TomlTable;
+// The parser's message is followed by a quote of the surrounding lines: only its first line is
+// kept, with the position, so the error names the file and line without repeating its content.
+function parseTomlFile(text: string, source: string): TomlTable {
   try {
-    root = parseToml(text);
+    return parseToml(text);
   } catch (err) {
-    throw bad(source, (err as Error).message, err);
+    if (!(err instanceof TomlError)) throw bad(source, (err as Error).message, err);
+    const reason = err.message.split('\n', 1)[0]!.replace(/^Invalid TOML document: /, '');
+    throw bad(source, `line ${err.line}: ${reason}`, err);
   }
+}
+
+export function parseRegistriesConf(text: string, source = 'registries.conf'): RegistriesConfig {
+  const root = parseTomlFile(text, source);
   const registries: RegistryConfig[] = [];
   for (const t of tables(root['registry'], '[[registry]]', source)) {
     const location = str(t, 'location', source);

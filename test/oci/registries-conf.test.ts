@@ -1,50 +1,44 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { findRegistryConfig, loadRegistriesConf, parseReference, parseRegistriesConf, pullSources } from '../../src/oci/index.ts';
-import { parseToml } from '../../src/oci/toml.ts';
 
-test('toml subset: tables, arrays of tables, strings, arrays, comments', () => {
-  const doc = parseToml(`
-# comment
-unqualified-search-registries = ["quay.io", 'docker.io',] # trailing
-short-name-mode = "enforcing"
-n = 1_000
-[a.b]
-"quoted key" = "x\\"y\\u00e9"
-lit = 'C:\\path'
-[[registry]]
-prefix = "p1"
-[[registry.mirror]]
-location = "m1"
-[[registry.mirror]]
-location = "m2"
-insecure = true
-[[registry]]
-prefix = "p2"
-list = [
-  "a", # one
-  "b",
-]
-`);
-  assert.deepEqual(doc, {
-    'unqualified-search-registries': ['quay.io', 'docker.io'],
-    'short-name-mode': 'enforcing',
-    n: 1000,
-    a: { b: { 'quoted key': 'x"y\u00e9', lit: 'C:\\path' } },
-    registry: [
-      { prefix: 'p1', mirror: [{ location: 'm1' }, { location: 'm2', insecure: true }] },
-      { prefix: 'p2', list: ['a', 'b'] },
-    ],
-  });
+test('registries.conf: TOML syntax errors are config errors naming the file and the line', () => {
+  for (const [text, line] of [['[[registry]]\nlocation = "a"\nlocation = "b"', 3], ['\n[registry', 2], ['x = nope', 1]] as const) {
+    assert.throws(() => parseRegistriesConf(text, '/etc/containers/registries.conf.d/50-x.conf'), (e: { code?: string; message: string; details?: Record<string, unknown> }) =>
+      e.code === 'REGISTRY_CONFIG_INVALID'
+        && e.message.startsWith(`/etc/containers/registries.conf.d/50-x.conf: line ${line}: `)
+        && !e.message.includes('\n')
+        && e.details?.['source'] === '/etc/containers/registries.conf.d/50-x.conf', text);
+  }
 });
 
-test('toml subset: refuses what it does not support, with a line number', () => {
-  for (const [text, line] of [['a = {x = 1}', 1], ['\n\nb = """x"""', 3], ['a = 1\na = 2', 2], ['a = "unterminated', 1], ['[a', 1], ['x = nope', 1]] as const) {
-    assert.throws(() => parseToml(text), (e: Error & { line?: number }) => e.line === line, text);
+test('registries.conf: the TOML podman reads (comments, quoted keys, inline tables, multi-line strings)', () => {
+  const parsed = parseRegistriesConf(`
+# comment
+unqualified-search-registries = ["quay.io", 'docker.io',] # trailing
+[aliases]
+"fedora" = "registry.fedoraproject.org/fedora"
+[[registry]]
+prefix = """a.io"""
+location = 'a.io'
+mirror = [{ location = "m.a.io", insecure = true }]
+`);
+  assert.deepEqual(parsed.registries, [
+    { prefix: 'a.io', location: 'a.io', insecure: false, blocked: false, mirrorByDigestOnly: false, mirrors: [{ location: 'm.a.io', insecure: true, pullFromMirror: 'all' }] },
+  ]);
+});
+
+test('registries.conf: the files podman installed on this machine', async (t) => {
+  const path = '/etc/containers/registries.conf';
+  if (!await access(path).then(() => true, () => false)) {
+    t.skip(`no ${path} here`);
+    return;
   }
+  const loaded = await loadRegistriesConf(path, '/etc/containers/registries.conf.d');
+  assert.ok(Array.isArray(loaded.registries));
 });
 
 const conf = parseRegistriesConf(`
@@ -111,6 +105,7 @@ test('registries.conf: invalid combinations are config errors', () => {
     '[[registry]]\nlocation = "a"\nmirror-by-digest-only = true\n[[registry.mirror]]\nlocation = "b"\npull-from-mirror = "tag-only"',
     '[[registry]]\ninsecure = "yes"\nlocation = "a"',
     '[[registry]]\nlocation = "a"\n[[registry.mirror]]\npull-from-mirror = "all"',
+    'registry = [1979-05-27]',
   ]) {
     assert.throws(() => parseRegistriesConf(text), (e: { code?: string }) => e.code === 'REGISTRY_CONFIG_INVALID', text);
   }
