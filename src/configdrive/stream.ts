@@ -7,7 +7,7 @@
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { AgentError } from '../errors.ts';
-import { peek } from '../image/peek.ts';
+import { peek } from '../io/peek.ts';
 
 export const MiB = 1024 * 1024;
 

@@ -1,8 +1,7 @@
 /**
  * The write side on its own: O_DIRECT device writes (aligned blocks, a buffered unaligned tail,
  * the bytes past the image untouched), the buffered fallback, zstd writing straight to a file
- * (sparse) or a device, its size limit and failures, the qcow2 sniff of a zstd stream's head,
- * and the scavenge helper.
+ * (sparse) or a device, its size limit and failures, and the qcow2 sniff of a zstd stream's head.
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -11,7 +10,6 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { AgentError } from '../../src/errors.ts';
 import { zstdHead } from '../../src/image/decompress.ts';
-import { gcEvery, minorGc } from '../../src/image/gc.ts';
 import { writeChunks, writeZstdToTarget } from '../../src/image/target.ts';
 import { PhaseClock } from '../../src/image/timing.ts';
 import { zstdCompress } from '../helpers/registry.ts';
@@ -35,12 +33,6 @@ describe('image write side', () => {
   let tmp: Awaited<ReturnType<typeof tempDir>>;
   before(async () => { tmp = await tempDir('bootc-agent-target-'); });
   after(() => tmp.cleanup());
-
-  test('gcEvery scavenges once per interval; minorGc never throws', () => {
-    assert.doesNotThrow(() => minorGc());
-    const tick = gcEvery(10);
-    for (let n = 0; n < 100; n += 3) tick(n);
-  });
 
   describe('zstd', { skip: toolMissing('zstd') }, () => {
     test('zstdHead: the first decompressed bytes from the stream\'s beginning', async () => {

@@ -1,10 +1,10 @@
 /**
- * Keeping a long image stream's footprint flat. Every TLS read hands over a fresh 16 KiB buffer;
- * they die at once, but their memory (outside the JS heap) is only returned when a scavenge
- * collects their small JS wrappers, and so little JS is allocated per chunk that V8 lets tens of
- * MB of dead buffers pile up between scavenges. A minor GC every few MB of stream (about 1 ms
- * each, ~0.1 s CPU per GiB) keeps that at a few MB. Uses V8's `gc` through a fresh context
- * (`--expose-gc` set at run time applies to new contexts only); a no-op when unavailable.
+ * Keeping a long stream's footprint flat. Every TLS read hands over a fresh 16 KiB buffer; they
+ * die at once, but their memory (outside the JS heap) is only returned when a scavenge collects
+ * their small JS wrappers, and so little JS is allocated per chunk that V8 lets tens of MB of
+ * dead buffers pile up between scavenges. A minor GC every few MB of stream is cheap and keeps
+ * that at a few MB. Uses V8's `gc` through a fresh context (`--expose-gc` set at run time
+ * applies to new contexts only); a no-op when unavailable.
  * @module
  */
 import { setFlagsFromString } from 'node:v8';
