@@ -6,6 +6,7 @@
  */
 export { loadConfig, readConfigFile, formatHelp } from './load.ts';
 export { parseKernelCmdline } from './cmdline.ts';
-export { OPTIONS, envName, parseBool, ENV_PREFIX } from './options.ts';
+export { parseFlags, withBareBooleans } from './flags.ts';
+export { OPTIONS, envName, flagName, parseBool, ENV_PREFIX } from './options.ts';
 export type { Config, OptionDef, OptionKey } from './options.ts';
 export type { ConfigSources } from './load.ts';

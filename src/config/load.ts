@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { AgentError } from '../errors.ts';
 import { parseKernelCmdline } from './cmdline.ts';
-import { buildConfigSchema, envName, OPTIONS, type Config, type OptionDef, type OptionKey } from './options.ts';
+import { buildConfigSchema, envName, flagName, OPTIONS, type Config, type OptionDef, type OptionKey } from './options.ts';
 
 export interface ConfigSources {
   /** Raw kernel command line (normally /proc/cmdline). */
@@ -106,10 +106,11 @@ export function formatHelp(): string {
     '       bootc-agent fetch oci://... --output FILE|DEVICE   (see README)',
     '',
     'Options (precedence: defaults < kernel command line < config file < environment < flags):',
+    'A true/false option given alone as a flag (--debug) means true; --debug=false turns it off.',
   ];
   for (const def of OPTIONS as readonly OptionDef[]) {
     const dflt = def.default === undefined ? '' : ` (default: ${String(def.default)})`;
-    lines.push(`  --${def.key.replaceAll('_', '-')}  ${def.cmdline ? `cmdline ${def.cmdline}, ` : ''}env ${envName(def)}${dflt}`);
+    lines.push(`  --${flagName(def)}  ${def.cmdline ? `cmdline ${def.cmdline}, ` : ''}env ${envName(def)}${dflt}`);
     lines.push(`      ${def.help}`);
   }
   return lines.join('\n');

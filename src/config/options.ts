@@ -27,6 +27,11 @@ export function envName(def: OptionDef): string {
   return ENV_PREFIX + def.key.toUpperCase();
 }
 
+/** The command-line flag, without its `--`. */
+export function flagName(def: OptionDef): string {
+  return def.key.replaceAll('_', '-');
+}
+
 export const OPTIONS = [
   { key: 'api_url', cmdline: 'ipa-api-url', kind: 'url-list', help: 'Ironic API URL(s), comma-separated; tried in order. Without it the agent serves its API but does not look up or heartbeat (standalone).' },
   { key: 'insecure', cmdline: 'ipa-insecure', kind: 'bool', default: false, help: 'Do not verify TLS certificates of the Ironic API.' },
