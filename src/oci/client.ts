@@ -13,8 +13,8 @@ import { createSilentLogger, type Logger } from '../log/index.ts';
 import { findCredentialsInFiles, loadAuthFiles, defaultAuthFilePaths, type AuthFile, type Credentials } from './credentials.ts';
 import { createDispatcher, DEFAULT_CERTS_DIRS, loadHostTls } from './dispatcher.ts';
 import { cancelled, type HttpContext } from './http.ts';
-import type { ManifestDocument } from './manifest.ts';
-import { fetchManifest, resolveTag } from './manifests.ts';
+import type { ManifestDocument } from './manifest-parse.ts';
+import { fetchManifest, resolveTag } from './manifest-fetch.ts';
 import { checkPolicy, DEFAULT_POLICY_PATH, loadPolicy, type Policy } from './policy.ts';
 import { apiHost, formatName, formatReference, parseReference, withDigest, type ImageReference } from './reference.ts';
 import {

@@ -50,8 +50,8 @@ export type { PullSource, RegistriesConfig, RegistryConfig } from './registries-
 export { checkPolicy, loadPolicy, parsePolicy, DEFAULT_POLICY_PATH } from './policy.ts';
 export type { Policy } from './policy.ts';
 export { DEFAULT_CERTS_DIRS } from './dispatcher.ts';
-export { parseManifestDocument } from './manifest.ts';
-export type { ManifestDocument } from './manifest.ts';
+export { parseManifestDocument } from './manifest-parse.ts';
+export type { ManifestDocument } from './manifest-parse.ts';
 export { MANIFEST_ACCEPT, MEDIA_TYPES } from './schemas.ts';
 export type { Descriptor, ImageIndex, ImageManifest, Platform } from './schemas.ts';
 

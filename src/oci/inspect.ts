@@ -6,8 +6,8 @@
 import { AgentError } from '../errors.ts';
 import { openBlobStream } from './blob.ts';
 import type { CallOptions, OciClient } from './client.ts';
-import type { ManifestDocument } from './manifest.ts';
-import { fetchManifest } from './manifests.ts';
+import type { ManifestDocument } from './manifest-parse.ts';
+import { fetchManifest } from './manifest-fetch.ts';
 import { formatPlatform, hostPlatform, normalizePlatform, platformScore, type PlatformSpec } from './platform.ts';
 import { toPodmanReference, withDigest, type ImageReference } from './reference.ts';
 import type { PullSource } from './registries-conf.ts';

@@ -6,7 +6,7 @@
 import { AgentError } from '../errors.ts';
 import { digestOf, parseDigest, tryParseDigest, verifyBytes } from './digest.ts';
 import { header, discard, readBody, type HttpResponse } from './http.ts';
-import { MAX_MANIFEST_BYTES, parseManifestDocument, type ManifestDocument } from './manifest.ts';
+import { MAX_MANIFEST_BYTES, parseManifestDocument, type ManifestDocument } from './manifest-parse.ts';
 import { MANIFEST_ACCEPT } from './schemas.ts';
 import type { RegistrySession } from './session.ts';
 
