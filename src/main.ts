@@ -4,10 +4,9 @@
  * @module
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
 import { createAgent } from './agent.ts';
-import { formatHelp, loadConfig, OPTIONS, readConfigFile, type OptionKey } from './config/index.ts';
+import { formatHelp, loadConfig, parseFlags, readConfigFile } from './config/index.ts';
 import { describeError, toAgentError } from './errors.ts';
 import { createExecaRunner } from './exec/index.ts';
 import { createLogger } from './log/index.ts';
@@ -15,24 +14,6 @@ import { createSystemPowerController } from './system/index.ts';
 import { AGENT_VERSION } from './version.ts';
 
 const DEFAULT_CONFIG_FILE = '/etc/bootc-agent/config.json';
-
-// Every option is also a `--kebab-case` flag; `--config`, `--cmdline-file` and `--help` are ours.
-function parseFlags(argv: string[]) {
-  const options: Record<string, { type: 'string' | 'boolean' }> = {
-    config: { type: 'string' },
-    'cmdline-file': { type: 'string' },
-    help: { type: 'boolean' },
-    version: { type: 'boolean' },
-  };
-  for (const def of OPTIONS) options[def.key.replaceAll('_', '-')] = { type: 'string' };
-  const { values } = parseArgs({ args: argv, options, strict: true, allowPositionals: false });
-  const overrides: Partial<Record<OptionKey, unknown>> = {};
-  for (const def of OPTIONS) {
-    const value = values[def.key.replaceAll('_', '-')];
-    if (value !== undefined) overrides[def.key] = value;
-  }
-  return { values, overrides };
-}
 
 // `bootc-agent fetch …` is a one-shot tool, dispatched before the agent's own flags are parsed.
 // Imported here, not at the top: the agent never runs its module code.
@@ -112,9 +93,9 @@ async function main(): Promise<number> {
 
 // undici parses HTTP with llhttp compiled to WebAssembly. V8 tiers its hot functions up with
 // TurboFan on a worker thread, and the zone memory of that one huge state-machine function
-// stays in the worker's malloc arena: ~10 MB of RSS for good, in about half the starts.
-// Liftoff (V8's baseline wasm compiler) is plenty for parsing HTTP headers and chunk framing.
-// Set before the first connection, which is when undici compiles the module.
+// stays in the worker's malloc arena for good (docs/benchmarks.md, idle memory). Liftoff (V8's
+// baseline wasm compiler) is plenty for parsing HTTP headers and chunk framing. Set before the
+// first connection, which is when undici compiles the module.
 setFlagsFromString('--liftoff-only');
 
 process.exitCode = await main();
