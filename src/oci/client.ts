@@ -25,6 +25,7 @@ import { DEFAULT_RETRY_POLICY, sleep, type RetryPolicy } from './retry.ts';
 import { RegistrySession } from './session.ts';
 import { openBlobChunks, openBlobStream, type BlobOptions } from './blob.ts';
 import { inspectImage, type ImageInspection, type InspectOptions } from './inspect.ts';
+import type { CallOptions, ImageResolver, ResolvedImage } from './resolver.ts';
 import { Descriptor } from './schemas.ts';
 
 export interface OciClientOptions {
@@ -48,30 +49,13 @@ export interface OciClientOptions {
   random?: () => number;
 }
 
-export interface CallOptions {
-  signal?: AbortSignal | undefined;
-  /** Credentials for the image's own registry (e.g. from the pull secret); never sent to mirrors on other hosts. */
-  credentials?: Credentials | undefined;
-}
-
-/** A reference resolved on one source and pinned to the digest of its top-level document. */
-export interface ResolvedImage {
-  /** The logical reference, pinned (`digest` set). */
-  reference: ImageReference;
-  /** Where the content is served from (a mirror or the primary location). */
-  source: PullSource;
-  document: ManifestDocument;
-  /** Credentials used for this source (kept for later blob requests). */
-  credentials?: Credentials | undefined;
-}
-
 /** Anything that says where an image's blobs live: a ResolvedImage or an ImageInspection. */
 export interface BlobSource {
   reference: ImageReference;
   source: PullSource;
 }
 
-export class OciClient {
+export class OciClient implements ImageResolver {
   readonly log: Logger;
   readonly http: HttpContext;
   readonly #options: OciClientOptions;

@@ -22,7 +22,8 @@
 import { OciClient, type OciClientOptions } from './client.ts';
 
 export { OciClient } from './client.ts';
-export type { BlobSource, CallOptions, OciClientOptions, ResolvedImage } from './client.ts';
+export type { BlobSource, OciClientOptions } from './client.ts';
+export type { CallOptions, ResolvedImage } from './resolver.ts';
 export type { ImageInspection, ImageKind, InspectOptions, LayerInfo } from './inspect.ts';
 export { DEFAULT_UNCOMPRESSED_SIZE_ANNOTATIONS } from './inspect.ts';
 export type { BlobOptions, BlobProgress } from './blob.ts';

@@ -5,12 +5,12 @@
  */
 import { AgentError } from '../errors.ts';
 import { openBlobStream } from './blob.ts';
-import type { CallOptions, OciClient } from './client.ts';
 import type { ManifestDocument } from './manifest-parse.ts';
 import { fetchManifest } from './manifest-fetch.ts';
 import { formatPlatform, hostPlatform, normalizePlatform, platformScore, type PlatformSpec } from './platform.ts';
 import { toPodmanReference, withDigest, type ImageReference } from './reference.ts';
 import type { PullSource } from './registries-conf.ts';
+import type { CallOptions, ImageResolver, ResolvedImage } from './resolver.ts';
 import {
   compressionOf, diskFormatOf, disktypeRank, isArtifactManifest, rankCandidates, safeFileName,
   type Compression, type DownloadSource, type IndexCandidate,
@@ -99,7 +99,7 @@ async function flatten(session: RegistrySession, index: ImageIndex, depth: numbe
   }
 }
 
-export async function inspectImage(client: OciClient, input: string | ImageReference, options: InspectOptions = {}): Promise<ImageInspection> {
+export async function inspectImage(client: ImageResolver, input: string | ImageReference, options: InspectOptions = {}): Promise<ImageInspection> {
   const resolved = await client.resolve(input, options);
   const { session } = await client.session(resolved.source, resolved.reference, options.credentials);
   const wanted = options.platform ? normalizePlatform({ os: 'linux', ...options.platform }) : hostPlatform();
@@ -126,9 +126,9 @@ export async function inspectImage(client: OciClient, input: string | ImageRefer
 }
 
 interface DescribeInput {
-  client: OciClient;
+  client: ImageResolver;
   session: RegistrySession;
-  resolved: Awaited<ReturnType<OciClient['resolve']>>;
+  resolved: ResolvedImage;
   doc: ManifestDocument;
   descriptor: Descriptor | undefined;
   wanted: PlatformSpec;
