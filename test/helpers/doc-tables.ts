@@ -1,7 +1,15 @@
-// Renders the generated README tables (configuration options, error codes) between their
-// marker comments. Shared by scripts/gen-docs.ts and test/docs.test.ts.
+// Renders the generated documentation tables (configuration options, error codes) between their
+// marker comments in docs/. Shared by scripts/gen-docs.ts and test/docs.test.ts.
 import { envName, OPTIONS, type OptionDef } from '../../src/config/index.ts';
 import { ERROR_CODES } from '../../src/errors.ts';
+
+/** A table generated from the code, and the page (relative to the repository root) that holds it. */
+export interface GeneratedTable {
+  /** The marker name: the table sits between `<!-- generated:NAME:start -->` and `…:end -->`. */
+  name: string;
+  path: string;
+  render: () => string;
+}
 
 const cell = (text: string) => text.replaceAll('|', '\\|').replaceAll('\n', ' ');
 
@@ -23,15 +31,17 @@ export function errorTable(): string {
   return rows.join('\n');
 }
 
-function replaceBetween(text: string, name: string, content: string): string {
-  const start = `<!-- generated:${name}:start -->`;
-  const end = `<!-- generated:${name}:end -->`;
+export const GENERATED_TABLES: readonly GeneratedTable[] = [
+  { name: 'config', path: 'docs/configuration.md', render: configTable },
+  { name: 'errors', path: 'docs/errors.md', render: errorTable },
+];
+
+/** `text` (the page of `table`) with the table between its markers regenerated. */
+export function renderTable(text: string, table: GeneratedTable): string {
+  const start = `<!-- generated:${table.name}:start -->`;
+  const end = `<!-- generated:${table.name}:end -->`;
   const i = text.indexOf(start);
   const j = text.indexOf(end);
-  if (i < 0 || j < i) throw new Error(`README.md lacks the ${start} … ${end} markers`);
-  return `${text.slice(0, i + start.length)}\n${content}\n${text.slice(j)}`;
-}
-
-export function renderReadmeTables(readme: string): string {
-  return replaceBetween(replaceBetween(readme, 'config', configTable()), 'errors', errorTable());
+  if (i < 0 || j < i) throw new Error(`${table.path} lacks the ${start} … ${end} markers`);
+  return `${text.slice(0, i + start.length)}\n${table.render()}\n${text.slice(j)}`;
 }
