@@ -7,7 +7,7 @@
 import type { Hash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { AgentError } from '../errors.ts';
-import { createDigestHash, parseDigest } from './digest.ts';
+import { createDigestHash, parseDigest, type DigestAlgorithm } from './digest.ts';
 import { cancelBody, cancelled, header, isRetryableNetworkError, type HttpResponse } from './http.ts';
 import { retryDelay } from './retry.ts';
 import type { Descriptor } from './schemas.ts';
@@ -48,6 +48,156 @@ function checkContentRange(res: HttpResponse, offset: number, size: number, d: D
   }
 }
 
+/** One blob download across its attempts: what was hashed, what the consumer already has. */
+class BlobDownload {
+  readonly #session: RegistrySession;
+  readonly #d: Descriptor;
+  readonly #options: BlobOptions;
+  readonly #algorithm: DigestAlgorithm;
+  readonly #path: string;
+  /** Bytes handed to the consumer (yielded or batched): never taken back. */
+  #emitted = 0;
+  #hasher: Hash;
+  /** Bytes fed to `#hasher`, i.e. where the next Range starts. */
+  #position = 0;
+  #useRange = true;
+  #resumes = 0;
+  #lastProgress = 0;
+  /** After a restart from zero, the bytes already emitted are re-read and must hash the same. */
+  #prefixCheck: { expected: string; hash: Hash } | undefined;
+  // Fresh bytes counted in `#emitted` but not yet yielded: TLS delivers 16 KiB chunks, and every
+  // consumer layer pays per chunk, so they leave in ~64 KiB batches (one copy).
+  #batch: Buffer[] = [];
+  #batched = 0;
+
+  constructor(session: RegistrySession, d: Descriptor, options: BlobOptions) {
+    this.#algorithm = parseDigest(d.digest).algorithm;
+    this.#session = session;
+    this.#d = d;
+    this.#options = options;
+    this.#path = `/v2/${session.repository}/blobs/${d.digest}`;
+    this.#hasher = createDigestHash(this.#algorithm);
+  }
+
+  get batchFull(): boolean {
+    return this.#batched >= BATCH_BYTES;
+  }
+
+  get batchEmpty(): boolean {
+    return this.#batched === 0;
+  }
+
+  verifyEmpty(): void {
+    if (`${this.#algorithm}:${this.#hasher.digest('hex')}` !== this.#d.digest) throw mismatch(this.#d, 'empty blob digest mismatch');
+  }
+
+  /** The response for what is still missing; its body is cancelled if it is refused. */
+  async request(): Promise<HttpResponse> {
+    const ranged = this.#position > 0 && this.#useRange;
+    const headers: Record<string, string> = { 'accept-encoding': 'identity' };
+    if (ranged) headers['range'] = `bytes=${this.#position}-${this.#d.size - 1}`;
+    const res = await this.#session.request(this.#path, { headers, signal: this.#options.signal });
+    try {
+      await this.#accept(res, ranged);
+      return res;
+    } catch (err) {
+      cancelBody(res);
+      throw err;
+    }
+  }
+
+  // 206 must continue exactly where we stopped; 200 is the whole blob again, from zero.
+  async #accept(res: HttpResponse, ranged: boolean): Promise<void> {
+    const d = this.#d;
+    if (ranged && res.statusCode === 416) {
+      this.#useRange = false;
+      throw new Truncated('range not satisfiable; restarting from zero');
+    }
+    if (res.statusCode !== 200 && !(ranged && res.statusCode === 206)) throw await this.#session.failure(res, `blob ${d.digest}`);
+    if (res.statusCode === 206) {
+      checkContentRange(res, this.#position, d.size, d);
+      return;
+    }
+    const length = Number(header(res, 'content-length'));
+    if (Number.isFinite(length) && length !== d.size) throw mismatch(d, `Content-Length ${length} differs from the descriptor size`);
+    if (this.#position > 0) this.#restartFromZero();
+  }
+
+  #restartFromZero(): void {
+    if (this.#prefixCheck) this.#prefixCheck.hash = createDigestHash(this.#algorithm);
+    else this.#prefixCheck = { expected: this.#hasher.copy().digest('hex'), hash: createDigestHash(this.#algorithm) };
+    this.#hasher = createDigestHash(this.#algorithm);
+    this.#position = 0;
+  }
+
+  /** Hashes one network chunk and batches the part of it the consumer has not had yet. */
+  add(chunk: Buffer): void {
+    const d = this.#d;
+    if (this.#position + chunk.length > d.size) throw mismatch(d, `more bytes than the descriptor size ${d.size}`);
+    this.#hasher.update(chunk);
+    let fresh = chunk;
+    if (this.#position < this.#emitted) {
+      const overlap = Math.min(chunk.length, this.#emitted - this.#position);
+      this.#prefixCheck?.hash.update(chunk.subarray(0, overlap));
+      fresh = chunk.subarray(overlap);
+      if (this.#position + overlap === this.#emitted && this.#prefixCheck) {
+        if (this.#prefixCheck.hash.digest('hex') !== this.#prefixCheck.expected) throw mismatch(d, 'content changed between attempts');
+        this.#prefixCheck = undefined;
+      }
+    }
+    this.#position += chunk.length;
+    if (fresh.length > 0) {
+      this.#emitted += fresh.length;
+      this.#batch.push(fresh);
+      this.#batched += fresh.length;
+    }
+  }
+
+  takeBatch(): Buffer {
+    const out = this.#batch.length === 1 ? this.#batch[0]! : Buffer.concat(this.#batch, this.#batched);
+    this.#batch = [];
+    this.#batched = 0;
+    const { onProgress } = this.#options;
+    if (onProgress && (this.#emitted - this.#lastProgress >= PROGRESS_STEP || this.#emitted === this.#d.size)) {
+      this.#lastProgress = this.#emitted;
+      onProgress({ digest: this.#d.digest, bytes: this.#emitted, total: this.#d.size });
+    }
+    return out;
+  }
+
+  /** After a response body ended: everything arrived and hashes to the digest, or it throws. */
+  verifyComplete(): void {
+    const d = this.#d;
+    if (this.#position < d.size) throw new Truncated(`stream ended after ${this.#position} of ${d.size} bytes`);
+    const actual = `${this.#algorithm}:${this.#hasher.digest('hex')}`;
+    if (actual !== d.digest) throw mismatch(d, `digest mismatch (got ${actual})`, { actual });
+  }
+
+  /** Rethrows what a resume cannot fix: a cancellation, or an error other than an interruption. */
+  checkResumable(err: unknown): void {
+    const aborted = cancelled(this.#options.signal, err);
+    if (aborted) throw aborted;
+    if (!(err instanceof Truncated) && !isRetryableNetworkError(err)) throw err;
+  }
+
+  /** Counts one more interruption and waits the retry delay; throws once there were too many. */
+  async waitBeforeResume(err: unknown): Promise<void> {
+    const { signal } = this.#options;
+    const maxResumes = this.#options.maxResumes ?? 5;
+    const d = this.#d;
+    const http = this.#session.options.http;
+    if (++this.#resumes > maxResumes) {
+      throw new AgentError('REGISTRY_UNREACHABLE', `blob ${d.digest}: interrupted ${this.#resumes} times, giving up at ${this.#emitted} of ${d.size} bytes`, {
+        cause: err, details: { digest: d.digest, bytes: this.#emitted, total: d.size },
+      });
+    }
+    http.log.warn({ digest: d.digest, bytes: this.#emitted, total: d.size, attempt: this.#resumes, err }, 'blob download interrupted; resuming');
+    await http.sleep(retryDelay(http.retry, this.#resumes, undefined, http.random), signal).catch((e: unknown) => {
+      throw cancelled(signal, e) ?? e;
+    });
+  }
+}
+
 /**
  * The blob's bytes as an async iterator, in ~64 KiB batches; it throws (before ending) if the
  * size or digest is wrong, so a loop over it only completes for verified content. For consumers
@@ -55,107 +205,28 @@ function checkContentRange(res: HttpResponse, offset: number, size: number, d: D
  * (`return()`, `break`) cancels the download.
  */
 export async function* openBlobChunks(session: RegistrySession, d: Descriptor, options: BlobOptions = {}): AsyncGenerator<Buffer> {
-  const { algorithm } = parseDigest(d.digest);
-  const size = d.size;
-  const http = session.options.http;
-  const maxResumes = options.maxResumes ?? 5;
-  const path = `/v2/${session.repository}/blobs/${d.digest}`;
-  let emitted = 0; // bytes handed to the consumer: never taken back
-  let hasher: Hash = createDigestHash(algorithm);
-  let position = 0; // bytes fed to `hasher`, i.e. where the next Range starts
-  let useRange = true;
-  let resumes = 0;
-  let lastProgress = 0;
-  // After a restart from zero, the bytes already emitted are re-read and must hash the same.
-  let prefixCheck: { expected: string; hash: Hash } | undefined;
-  // Fresh bytes counted in `emitted` but not yet yielded: TLS delivers 16 KiB chunks, and every
-  // consumer layer pays per chunk, so they leave in ~64 KiB batches (one copy). 256 KiB batches
-  // used no less CPU and ~1.5 MiB more peak RSS while writing an image (npm run bench, raw).
-  let batch: Buffer[] = [];
-  let batched = 0;
-  const takeBatch = (): Buffer => {
-    const out = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batched);
-    batch = [];
-    batched = 0;
-    if (options.onProgress && (emitted - lastProgress >= PROGRESS_STEP || emitted === size)) {
-      lastProgress = emitted;
-      options.onProgress({ digest: d.digest, bytes: emitted, total: size });
-    }
-    return out;
-  };
-
-  if (size === 0) {
-    if (`${algorithm}:${hasher.digest('hex')}` !== d.digest) throw mismatch(d, 'empty blob digest mismatch');
+  const download = new BlobDownload(session, d, options);
+  if (d.size === 0) {
+    download.verifyEmpty();
     return;
   }
   for (;;) {
-    const ranged = position > 0 && useRange;
-    const headers: Record<string, string> = { 'accept-encoding': 'identity' };
-    if (ranged) headers['range'] = `bytes=${position}-${size - 1}`;
     let res: HttpResponse | undefined;
     try {
-      res = await session.request(path, { headers, signal: options.signal });
-      if (ranged && res.statusCode === 416) {
-        useRange = false;
-        cancelBody(res);
-        throw new Truncated('range not satisfiable; restarting from zero');
+      res = await download.request();
+      for await (const chunk of res.body) {
+        download.add(chunk as Buffer);
+        if (download.batchFull) yield download.takeBatch();
       }
-      if (res.statusCode !== 200 && !(ranged && res.statusCode === 206)) throw await session.failure(res, `blob ${d.digest}`);
-      if (res.statusCode === 206) {
-        checkContentRange(res, position, size, d);
-      } else {
-        const length = Number(header(res, 'content-length'));
-        if (Number.isFinite(length) && length !== size) throw mismatch(d, `Content-Length ${length} differs from the descriptor size`);
-        if (position > 0) {
-          if (prefixCheck) prefixCheck.hash = createDigestHash(algorithm);
-          else prefixCheck = { expected: hasher.copy().digest('hex'), hash: createDigestHash(algorithm) };
-          hasher = createDigestHash(algorithm);
-          position = 0;
-        }
-      }
-      for await (const raw of res.body) {
-        const chunk = raw as Buffer;
-        if (position + chunk.length > size) throw mismatch(d, `more bytes than the descriptor size ${size}`);
-        hasher.update(chunk);
-        let fresh = chunk;
-        if (position < emitted) {
-          const overlap = Math.min(chunk.length, emitted - position);
-          prefixCheck?.hash.update(chunk.subarray(0, overlap));
-          fresh = chunk.subarray(overlap);
-          if (position + overlap === emitted && prefixCheck) {
-            if (prefixCheck.hash.digest('hex') !== prefixCheck.expected) throw mismatch(d, 'content changed between attempts');
-            prefixCheck = undefined;
-          }
-        }
-        position += chunk.length;
-        if (fresh.length > 0) {
-          emitted += fresh.length;
-          batch.push(fresh);
-          batched += fresh.length;
-          if (batched >= BATCH_BYTES) yield takeBatch();
-        }
-      }
-      if (batched > 0) yield takeBatch();
-      if (position < size) throw new Truncated(`stream ended after ${position} of ${size} bytes`);
-      const actual = `${algorithm}:${hasher.digest('hex')}`;
-      if (actual !== d.digest) throw mismatch(d, `digest mismatch (got ${actual})`, { actual });
+      if (!download.batchEmpty) yield download.takeBatch();
+      download.verifyComplete();
       return;
     } catch (err) {
       if (res) cancelBody(res);
-      const aborted = cancelled(options.signal, err);
-      if (aborted) throw aborted;
-      if (!(err instanceof Truncated) && !isRetryableNetworkError(err)) throw err;
+      download.checkResumable(err);
       // Bytes already counted as emitted (hashed, in order) go out before the retry.
-      if (batched > 0) yield takeBatch();
-      if (++resumes > maxResumes) {
-        throw new AgentError('REGISTRY_UNREACHABLE', `blob ${d.digest}: interrupted ${resumes} times, giving up at ${emitted} of ${size} bytes`, {
-          cause: err, details: { digest: d.digest, bytes: emitted, total: size },
-        });
-      }
-      http.log.warn({ digest: d.digest, bytes: emitted, total: size, attempt: resumes, err }, 'blob download interrupted; resuming');
-      await http.sleep(retryDelay(http.retry, resumes, undefined, http.random), options.signal).catch((e: unknown) => {
-        throw cancelled(options.signal, e) ?? e;
-      });
+      if (!download.batchEmpty) yield download.takeBatch();
+      await download.waitBeforeResume(err);
     }
   }
 }
