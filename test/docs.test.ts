@@ -49,6 +49,15 @@ function brokenLink(from: string, target: string): string | undefined {
   return anchors(readFileSync(file, 'utf8')).has(decodeURIComponent(anchor)) ? undefined : `${from}: ${target}: no such heading`;
 }
 
+// Whether a repository path named in the docs exists; a `*` in its last part must match an entry.
+function pathExists(path: string): boolean {
+  if (!path.includes('*')) return existsSync(join(root, path));
+  const dir = join(root, dirname(path));
+  const escaped = path.split('/').pop()!.split('*').map((part) => part.replace(/[.+?^$()|[\]\\{}]/g, '\\$&'));
+  const pattern = new RegExp(`^${escaped.join('.*')}$`);
+  return existsSync(dir) && readdirSync(dir).some((name) => pattern.test(name));
+}
+
 interface MapRow {
   paths: string[];
   imports: string[] | undefined;
@@ -135,11 +144,17 @@ describe('documentation', () => {
     assert.deepEqual(broken.filter((b) => b !== undefined), []);
   });
 
+  it('names only paths of src/, test/ and scripts/ that exist, in README.md and docs/*.md', () => {
+    const named = ['README.md', ...docPages].flatMap((page) =>
+      [...read(page).matchAll(/`((?:src|test|scripts)\/[\w.*/-]*)`/g)].map((m) => ({ page, path: m[1]! })));
+    assert.deepEqual(named.filter((n) => !pathExists(n.path)).map((n) => `${n.page}: ${n.path}`), []);
+  });
+
   it('maps paths that exist in the README architecture table, every entry of src/ among them', () => {
     const paths = architectureMap().flatMap((row) => row.paths);
     const entries = readdirSync(join(root, 'src'), { withFileTypes: true }).map((e) => `src/${e.name}${e.isDirectory() ? '/' : ''}`);
     const wrong = [
-      ...paths.filter((path) => !existsSync(join(root, path))).map((path) => `${path} does not exist`),
+      ...paths.filter((path) => !pathExists(path)).map((path) => `${path} does not exist`),
       ...entries.filter((entry) => !paths.includes(entry)).map((entry) => `no row for ${entry}`),
     ];
     assert.deepEqual(wrong, [], 'README.md architecture map');
