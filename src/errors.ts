@@ -4,12 +4,12 @@
  * Callers branch on `err.code`, never on `instanceof` (errors may cross module copies).
  * `status` is the HTTP status used when the error reaches the agent API; `type` is the
  * ironic-python-agent class name sent in `command_error.type`, so a conductor that reads
- * IPA errors sees familiar names. The README's error table is checked against this table
- * by test/errors.test.ts.
+ * IPA errors sees familiar names. docs/errors.md is generated from this table (`npm run
+ * docs`) and test/docs.test.ts checks it.
  * @module
  */
 
-// code → HTTP status, IPA-compatible type name, and the meaning documented in the README.
+// code → HTTP status, IPA-compatible type name, and the meaning documented in docs/errors.md.
 export const ERROR_CODES = {
   CONFIG_INVALID: { status: 500, type: 'InvalidConfiguration', meaning: 'A configuration value (kernel command line, file or environment) is invalid; the agent does not start.' },
   INVALID_REQUEST: { status: 400, type: 'InvalidContentError', meaning: 'The HTTP request body or query is malformed (not JSON, wrong types, unknown or missing fields).' },
