@@ -10,10 +10,10 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { AgentError, describeError, isAgentError, toAgentError, type ErrorCode } from '../errors.ts';
 import { createExecaRunner, type CommandRunner } from '../exec/index.ts';
-import { createLogger, createSilentLogger } from '../log/index.ts';
+import { createLogger, createSilentLogger, type Logger } from '../log/index.ts';
 import {
   createOciClient, credentialsFromPullSecret, DEFAULT_REGISTRIES_CONF, DEFAULT_REGISTRIES_CONF_DIR, defaultAuthFilePaths,
-  loadRegistriesConf, parsePullSecret, parseReference, type Credentials, type OciClientOptions, type RegistriesConfig,
+  loadRegistriesConf, parsePullSecret, parseReference, type Credentials, type OciClient, type OciClientOptions, type RegistriesConfig,
 } from '../oci/index.ts';
 import { parseChecksumString, writeArtifactToTarget, type WriteArtifactResult, type WriteProgress } from '../image/index.ts';
 import { isMounted } from './mounts.ts';
@@ -171,6 +171,94 @@ async function registriesWithInsecure(source: string, insecure: boolean, io: Fet
   return { ...base, registries };
 }
 
+type FetchFlags = ReturnType<typeof parse>['values'];
+
+interface FetchTarget {
+  source: string;
+  output: string;
+  isOci: boolean;
+  /** Seconds between plain progress lines. */
+  interval: number;
+}
+
+// The checks that need no I/O; a string is what is wrong.
+function checkUsage(values: FetchFlags, positionals: string[]): FetchTarget | string {
+  if (positionals.length !== 1) return positionals.length === 0 ? 'missing SOURCE (oci://… or https://…)' : `exactly one SOURCE expected, got ${positionals.length}`;
+  const source = positionals[0]!;
+  if (!/^(oci|https?):\/\//i.test(source)) return `SOURCE must start with oci://, https:// or http://, got "${source.slice(0, 60)}"`;
+  if (!values.output) return 'missing --output FILE|DEVICE';
+  let interval = 5;
+  if (values['progress-interval'] !== undefined) {
+    interval = Number(values['progress-interval']);
+    if (!Number.isFinite(interval) || interval < 0) return '--progress-interval must be a number of seconds ≥ 0';
+  }
+  return { source, output: resolve(values.output), isOci: /^oci:\/\//i.test(source), interval };
+}
+
+// The secret comes from an environment variable named on the command line, never from argv.
+function secretFromEnv(values: FetchFlags, env: NodeJS.ProcessEnv): string | undefined {
+  const name = values['creds-env'];
+  if (!name) return undefined;
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new UsageError(`--creds-env takes an environment variable name, got "${name.slice(0, 40)}"`);
+  const secret = env[name];
+  if (!secret) throw new UsageError(`environment variable ${name} (from --creds-env) is empty or not set`);
+  return secret;
+}
+
+// Everything the download needs that is read from the flags, checked before anything is fetched.
+async function readInputs(values: FetchFlags, target: FetchTarget, io: FetchIo) {
+  const platform = values.platform ? parsePlatform(values.platform) : undefined;
+  const checksum = values.checksum ? parseChecksumString(values.checksum, true) : undefined;
+  const ref = target.isOci ? parseReference(target.source) : undefined;
+  const secret = secretFromEnv(values, io.env);
+  if (await isMounted(target.output)) {
+    throw new AgentError('IMAGE_WRITE_FAILED', `${target.output} (or one of its partitions) is mounted; refusing to overwrite it`, { details: { target: target.output } });
+  }
+  let credentials: Credentials | undefined;
+  let headers: Record<string, string> | undefined;
+  if (secret && ref) credentials = credentialsFromPullSecret(parsePullSecret(secret), ref.registry, ref.repository);
+  else if (secret) headers = { authorization: secret.includes(':') ? `Basic ${Buffer.from(secret).toString('base64')}` : `Bearer ${secret}` };
+  return { platform, checksum, credentials, headers };
+}
+
+async function createFetchClient(values: FetchFlags, source: string, io: FetchIo, log: Logger): Promise<OciClient> {
+  const registries = await registriesWithInsecure(source, values.insecure ?? false, io);
+  return createOciClient({
+    log,
+    ...io.ociOptions,
+    ...(registries ? { registries } : {}),
+    authFilePaths: values.authfile ? [values.authfile] : io.ociOptions?.authFilePaths ?? defaultAuthFilePaths(io.env),
+    ...(values['cert-dir'] ? { certsDirs: [values['cert-dir']] } : {}),
+    env: io.env,
+  });
+}
+
+// Progress on stderr: one updating line on a terminal, a plain line every `interval` seconds otherwise.
+function progressPrinter(stderr: FetchIo['stderr'], interval: number) {
+  const started = performance.now();
+  const tty = stderr.isTTY === true;
+  let lastLine = 0;
+  let onTtyLine = false;
+  return {
+    onProgress(p: WriteProgress): void {
+      const now = performance.now();
+      if (tty) {
+        const line = progressLine(p, started).slice(0, Math.max(20, (stderr.columns ?? 100) - 1));
+        stderr.write(`\r\x1b[K${line}`);
+        onTtyLine = true;
+      } else if (now - lastLine >= interval * 1000 || p.phase !== 'download') {
+        lastLine = now;
+        stderr.write(`${progressLine(p, started)}\n`);
+      }
+    },
+    /** Ends the updating line, if there is one, before anything else is written. */
+    end(): void {
+      if (onTtyLine) stderr.write('\n');
+      onTtyLine = false;
+    },
+  };
+}
+
 /** Runs the fetch subcommand; returns the process exit code. */
 export async function runFetchCli(args: string[], io: FetchIo): Promise<number> {
   let parsed: ReturnType<typeof parse>;
@@ -189,85 +277,31 @@ export async function runFetchCli(args: string[], io: FetchIo): Promise<number> 
     io.stderr.write(`bootc-agent fetch: ${message}\nRun "bootc-agent fetch --help" for usage.\n`);
     return EXIT.usage;
   };
-  if (positionals.length !== 1) return usage(positionals.length === 0 ? 'missing SOURCE (oci://… or https://…)' : `exactly one SOURCE expected, got ${positionals.length}`);
-  const source = positionals[0]!;
-  if (!/^(oci|https?):\/\//i.test(source)) return usage(`SOURCE must start with oci://, https:// or http://, got "${source.slice(0, 60)}"`);
-  if (!values.output) return usage('missing --output FILE|DEVICE');
-  const output = resolve(values.output);
-  const isOci = /^oci:\/\//i.test(source);
-  let interval = 5;
-  if (values['progress-interval'] !== undefined) {
-    interval = Number(values['progress-interval']);
-    if (!Number.isFinite(interval) || interval < 0) return usage('--progress-interval must be a number of seconds ≥ 0');
-  }
+  const target = checkUsage(values, positionals);
+  if (typeof target === 'string') return usage(target);
 
   const log = values.debug ? createLogger({ level: 'debug', stream: io.stderr as never }) : createSilentLogger();
-  const runner = io.runner ?? createExecaRunner();
-  let oci: ReturnType<typeof createOciClient> | undefined;
-  let onTtyLine = false;
+  let oci: OciClient | undefined;
+  let progress: ReturnType<typeof progressPrinter> | undefined;
   try {
-    const platform = values.platform ? parsePlatform(values.platform) : undefined;
-    const checksum = values.checksum ? parseChecksumString(values.checksum, true) : undefined;
-    if (isOci) parseReference(source);
-    let secret: string | undefined;
-    if (values['creds-env']) {
-      const name = values['creds-env'];
-      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) return usage(`--creds-env takes an environment variable name, got "${name.slice(0, 40)}"`);
-      secret = io.env[name];
-      if (!secret) return usage(`environment variable ${name} (from --creds-env) is empty or not set`);
-    }
-    if (await isMounted(output)) {
-      throw new AgentError('IMAGE_WRITE_FAILED', `${output} (or one of its partitions) is mounted; refusing to overwrite it`, { details: { target: output } });
-    }
-
-    let credentials: Credentials | undefined;
-    let headers: Record<string, string> | undefined;
-    if (secret && isOci) {
-      const ref = parseReference(source);
-      credentials = credentialsFromPullSecret(parsePullSecret(secret), ref.registry, ref.repository);
-    } else if (secret) {
-      headers = { authorization: secret.includes(':') ? `Basic ${Buffer.from(secret).toString('base64')}` : `Bearer ${secret}` };
-    }
-    if (isOci) {
-      const registries = await registriesWithInsecure(source, values.insecure ?? false, io);
-      oci = createOciClient({
-        log,
-        ...io.ociOptions,
-        ...(registries ? { registries } : {}),
-        authFilePaths: values.authfile ? [values.authfile] : io.ociOptions?.authFilePaths ?? defaultAuthFilePaths(io.env),
-        ...(values['cert-dir'] ? { certsDirs: [values['cert-dir']] } : {}),
-        env: io.env,
-      });
-    }
+    const inputs = await readInputs(values, target, io);
+    if (target.isOci) oci = await createFetchClient(values, target.source, io, log);
     const ca = values['ca-file'] ? await readFile(values['ca-file'], 'utf8') : undefined;
-
-    const started = performance.now();
-    let lastLine = 0;
-    const tty = io.stderr.isTTY === true;
-    io.stderr.write(`fetching ${source.replace(/\?.*$/, '?…')} → ${output}\n`);
+    progress = progressPrinter(io.stderr, target.interval);
+    io.stderr.write(`fetching ${target.source.replace(/\?.*$/, '?…')} → ${target.output}\n`);
     const result = await writeArtifactToTarget({
-      source, target: output, runner, oci, log,
+      source: target.source, target: target.output, runner: io.runner ?? createExecaRunner(), oci, log,
       signal: io.signal,
-      checksum, headers, credentials, platform,
+      ...inputs,
       http: { insecure: values.insecure ?? false, ...(ca ? { ca } : {}) },
       ...(values['temp-dir'] ? { tempDir: values['temp-dir'] } : {}),
-      onProgress: (p) => {
-        const now = performance.now();
-        if (tty) {
-          const line = progressLine(p, started).slice(0, Math.max(20, (io.stderr.columns ?? 100) - 1));
-          io.stderr.write(`\r\x1b[K${line}`);
-          onTtyLine = true;
-        } else if (now - lastLine >= interval * 1000 || p.phase !== 'download') {
-          lastLine = now;
-          io.stderr.write(`${progressLine(p, started)}\n`);
-        }
-      },
+      onProgress: progress.onProgress,
     });
-    if (onTtyLine) io.stderr.write('\n');
+    progress.end();
     io.stdout.write(values.json ? `${JSON.stringify(result)}\n` : summary(result));
     return EXIT.ok;
   } catch (err) {
-    if (onTtyLine) io.stderr.write('\n');
+    progress?.end();
     if (err instanceof UsageError) return usage(err.message);
     const e = toAgentError(err);
     io.stderr.write(`bootc-agent fetch: ${describeError(e)}\n`);
