@@ -57,25 +57,23 @@ export const Descriptor = z.object({
 });
 export type Descriptor = z.infer<typeof Descriptor>;
 
-export const ImageManifest = z.object({
-  schemaVersion: z.literal(2),
-  mediaType: z.string().optional(),
-  artifactType: z.string().regex(MEDIA_TYPE).optional(),
-  config: Descriptor,
-  layers: z.array(Descriptor),
-  subject: Descriptor.optional(),
-  annotations: Annotations.optional(),
-});
+// An image manifest and an image index share their fields but the ones that make each what it
+// is; those stay in the middle, where the image-spec lists them.
+function topLevelDocument<Content extends z.ZodRawShape>(content: Content) {
+  return z.object({
+    schemaVersion: z.literal(2),
+    mediaType: z.string().optional(),
+    artifactType: z.string().regex(MEDIA_TYPE).optional(),
+    ...content,
+    subject: Descriptor.optional(),
+    annotations: Annotations.optional(),
+  });
+}
+
+export const ImageManifest = topLevelDocument({ config: Descriptor, layers: z.array(Descriptor) });
 export type ImageManifest = z.infer<typeof ImageManifest>;
 
-export const ImageIndex = z.object({
-  schemaVersion: z.literal(2),
-  mediaType: z.string().optional(),
-  artifactType: z.string().regex(MEDIA_TYPE).optional(),
-  manifests: z.array(Descriptor),
-  subject: Descriptor.optional(),
-  annotations: Annotations.optional(),
-});
+export const ImageIndex = topLevelDocument({ manifests: z.array(Descriptor) });
 export type ImageIndex = z.infer<typeof ImageIndex>;
 
 /** The parts of an image config we use (platform and labels); everything else is ignored. */
