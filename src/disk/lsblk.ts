@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import { AgentError, isAgentError } from '../errors.ts';
 import type { CommandRunner } from '../exec/index.ts';
+import { parseToolJson } from './tool-json.ts';
 
 // All supported by util-linux 2.38 (checked with `lsblk --help`); IPA's LSBLK_COLUMNS plus
 // RM, RO, HCTL, VENDOR, labels and PKNAME so no udev database is needed.
@@ -84,16 +85,9 @@ export function buildLsblkArgs(device?: string): string[] {
  * parents (a multipath map over two paths) appears once per parent, as in `lsblk --list`.
  */
 export function parseLsblkJson(stdout: string): LsblkRow[] {
-  let json: unknown;
-  try {
-    json = JSON.parse(stdout);
-  } catch (err) {
-    throw new AgentError('BLOCK_DEVICE_ERROR', 'lsblk printed output that is not JSON', { cause: err });
-  }
-  const top = LsblkOutput.safeParse(json);
-  if (!top.success) {
-    throw new AgentError('BLOCK_DEVICE_ERROR', 'lsblk JSON has no "blockdevices" list', { cause: top.error });
-  }
+  const top = parseToolJson(stdout, LsblkOutput, {
+    tool: 'lsblk', code: 'BLOCK_DEVICE_ERROR', shapeMessage: () => 'lsblk JSON has no "blockdevices" list',
+  });
   const rows: LsblkRow[] = [];
   const seen = new Set<string>();
   const visit = (node: unknown, parent: string | null): void => {
@@ -112,7 +106,7 @@ export function parseLsblkJson(stdout: string): LsblkRow[] {
     }
     for (const child of LsblkNode.parse(node).children ?? []) visit(child, value.kname);
   };
-  for (const node of top.data.blockdevices) visit(node, null);
+  for (const node of top.blockdevices) visit(node, null);
   return rows;
 }
 
