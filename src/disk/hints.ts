@@ -38,31 +38,28 @@ export function rootDeviceSelectionFromNode(node: NodeLike | null | undefined): 
   };
 }
 
-function compareNumbers(op: NumericOp, device: number, hint: number): boolean {
+// The ordering operators, for numbers and (with an `s` prefix) strings alike.
+function ordered<T extends number | string>(op: string, device: T, hint: T): boolean {
   switch (op) {
-    case '=': return device >= hint; // specs_matcher's legacy "=" means "at least"
     case '==': return device === hint;
     case '!=': return device !== hint;
     case '>=': return device >= hint;
     case '>': return device > hint;
     case '<=': return device <= hint;
     case '<': return device < hint;
+    default: return false;
   }
+}
+
+function compareNumbers(op: NumericOp, device: number, hint: number): boolean {
+  return op === '=' ? device >= hint : ordered(op, device, hint); // specs_matcher's legacy "=" means "at least"
 }
 
 function compareStrings(op: string, device: string, values: readonly string[]): boolean {
   const [hint = ''] = values;
-  switch (op) {
-    case 's==': return device === hint;
-    case 's!=': return device !== hint;
-    case 's>=': return device >= hint;
-    case 's>': return device > hint;
-    case 's<=': return device <= hint;
-    case 's<': return device < hint;
-    case '<in>': return device.includes(hint);
-    case '<or>': return values.includes(device);
-    default: return false;
-  }
+  if (op === '<in>') return device.includes(hint);
+  if (op === '<or>') return values.includes(device);
+  return op.startsWith('s') && ordered(op.slice(1), device, hint);
 }
 
 // Device attribute as a list of normalised strings; empty when the device has no value
