@@ -4,6 +4,7 @@
  * @module
  */
 import { z } from 'zod';
+import { BlockDevice } from '../disk/index.ts';
 
 export const InventoryInterface = z.strictObject({
   name: z.string().min(1),
@@ -34,22 +35,8 @@ export const InventoryCpu = z.strictObject({
 });
 export type InventoryCpu = z.infer<typeof InventoryCpu>;
 
-export const InventoryDisk = z.strictObject({
-  name: z.string().startsWith('/dev/'),
-  model: z.string().nullable(),
-  size: z.number().int().nonnegative(),
-  rotational: z.boolean(),
-  wwn: z.union([z.string(), z.array(z.string())]).nullable(),
-  serial: z.union([z.string(), z.array(z.string())]).nullable(),
-  vendor: z.string().nullable(),
-  wwn_with_extension: z.string().nullable(),
-  wwn_vendor_extension: z.string().nullable(),
-  hctl: z.string().nullable(),
-  by_path: z.string().nullable(),
-  logical_sectors: z.number().int().positive().nullable(),
-  physical_sectors: z.number().int().positive().nullable(),
-  tran: z.string().nullable(),
-});
+// IPA's disk: the agent's BlockDevice without the fields only the agent uses.
+export const InventoryDisk = z.strictObject(BlockDevice.omit({ removable: true, read_only: true, type: true }).shape);
 export type InventoryDisk = z.infer<typeof InventoryDisk>;
 
 export const InventoryMemory = z.strictObject({
