@@ -3,14 +3,14 @@
  * some RAID cards) show up seconds after boot.
  * @module
  */
-import { setTimeout as delay } from 'node:timers/promises';
 import { AgentError, isAgentError } from '../errors.ts';
 import type { CommandRunner } from '../exec/index.ts';
 import type { Logger } from '../log/index.ts';
 import { listBlockDevices, type BlockDevice } from './devices.ts';
 import { selectRootDevice, type RootDeviceSelection } from './hints.ts';
+import { defaultSleep, pause, type Sleep } from './sleep.ts';
 
-export type Sleep = (ms: number, signal?: AbortSignal) => Promise<void>;
+export type { Sleep } from './sleep.ts';
 
 export interface WaitForRootDeviceOptions {
   runner: CommandRunner;
@@ -34,10 +34,6 @@ export interface RootDeviceFound {
   devices: BlockDevice[];
   attempt: number;
 }
-
-const defaultSleep: Sleep = async (ms, signal) => {
-  await delay(ms, undefined, { signal });
-};
 
 function throwIfCancelled(signal: AbortSignal | undefined): void {
   if (signal?.aborted) {
@@ -66,14 +62,7 @@ export async function waitForRootDevice(options: WaitForRootDeviceOptions): Prom
       lastError = err;
       options.log?.debug({ attempt, attempts, devices: devices.map((d) => d.name) }, 'still waiting for the root device');
     }
-    if (attempt < attempts) {
-      try {
-        await sleep(options.delaySeconds * 1000, options.signal);
-      } catch (err) {
-        throwIfCancelled(options.signal);
-        throw err;
-      }
-    }
+    if (attempt < attempts) await pause(sleep, options.delaySeconds * 1000, options.signal, 'Waiting for the root device');
   }
   options.log?.warn({ attempts, delay_seconds: options.delaySeconds }, 'the root device was not detected');
   throw lastError;
