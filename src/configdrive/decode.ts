@@ -10,13 +10,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Dispatcher } from 'undici';
 import { AgentError, isAgentError } from '../errors.ts';
+import type { HttpDownload } from '../io/http.ts';
+import { peek } from '../io/peek.ts';
+import { MiB } from '../io/sizes.ts';
+import { redactUrl } from '../io/url.ts';
 import type { Logger } from '../log/index.ts';
-import { downloadConfigDrive, isConfigDriveUrl, redactUrl } from './download.ts';
+import { downloadConfigDrive, isConfigDriveUrl } from './download.ts';
 import { ISO_PVD_OFFSET, isConfigDriveLabel, probeImage, type ImageProbe } from './probe.ts';
-import { decodeBase64, gunzip, isGzip, limitBytes, looksLikeBase64, MiB, peekBytes, sliceString, tooLarge } from './stream.ts';
+import { decodeBase64, gunzip, isGzip, limitBytes, looksLikeBase64, sliceString, tooLarge } from './stream.ts';
 
 export const MAX_CONFIG_DRIVE_BYTES = 64 * MiB;
 export const DEFAULT_FETCH_TIMEOUT_MS = 60_000;
+/** A config drive URL's whole download, however steadily the bytes trickle in. */
+export const DEFAULT_FETCH_DEADLINE_MS = 120_000;
 const SNIFF_BYTES = 4096;
 
 export interface LoadConfigDriveOptions {
@@ -26,8 +32,13 @@ export interface LoadConfigDriveOptions {
   maxBytes?: number | undefined;
   /** URL downloads: connect and between-data timeout (default 60 s, as IPA). */
   fetchTimeoutMs?: number | undefined;
+  /** URL downloads: limit for the whole download (default DEFAULT_FETCH_DEADLINE_MS). */
+  fetchDeadlineMs?: number | undefined;
   dispatcher?: Dispatcher | undefined;
+  /** URL downloads: skip TLS verification (`ipa-insecure`). */
   insecure?: boolean | undefined;
+  /** URL downloads: trusted CA certificates (PEM: the contents of `ca_file`), instead of the system's. */
+  ca?: string | undefined;
   /** Parent of the private temp dir (default: the OS temp dir). */
   tmpDir?: string | undefined;
 }
@@ -46,25 +57,26 @@ export interface LoadedConfigDrive extends ImageProbe {
 }
 
 // Everything after the source: base64 (or raw) → gunzip (or raw) → size limit → file. Each
-// stage's for-await closes the stage before it on failure, down to the download.
+// stage's for-await closes the stage before it on failure. An inline value is always base64;
+// a downloaded body is sniffed.
 async function decodeToFile(
-  source: AsyncIterable<string | Uint8Array> | Iterable<string>,
+  input: string | AsyncIterable<Buffer>,
   file: string,
-  options: { alwaysBase64: boolean; maxBytes: number; signal: AbortSignal | undefined; log: Logger },
+  options: { maxBytes: number; signal: AbortSignal | undefined; log: Logger },
 ): Promise<{ base64: boolean; gzip: boolean }> {
   const encoding = { base64: true, gzip: false };
   async function* maybeBase64(): AsyncGenerator<Buffer> {
-    if (options.alwaysBase64) return yield* decodeBase64(source);
-    const { head, stream } = await peekBytes(source as AsyncIterable<Uint8Array>, SNIFF_BYTES);
-    encoding.base64 = looksLikeBase64(head);
-    if (encoding.base64) return yield* decodeBase64(stream);
+    if (typeof input === 'string') return yield* decodeBase64(sliceString(input));
+    const { head, all } = await peek(input, SNIFF_BYTES);
+    encoding.base64 = looksLikeBase64(head.subarray(0, SNIFF_BYTES));
+    if (encoding.base64) return yield* decodeBase64(all);
     options.log.warn('the downloaded config drive is not base64 encoded, assuming binary');
-    yield* stream;
+    yield* all;
   }
   async function* maybeGunzip(): AsyncGenerator<Buffer> {
-    const { head, stream } = await peekBytes(maybeBase64(), 2);
+    const { head, all } = await peek(maybeBase64(), 2);
     encoding.gzip = isGzip(head);
-    yield* encoding.gzip ? gunzip(stream) : stream;
+    yield* encoding.gzip ? gunzip(all) : all;
   }
   const handle = await open(file, 'wx', 0o600);
   try {
@@ -127,19 +139,24 @@ export async function loadConfigDrive(value: string, options: LoadConfigDriveOpt
   const dispose = () => rm(dir, { recursive: true, force: true });
   const path = join(dir, 'configdrive.img');
   const url = isConfigDriveUrl(trimmed);
+  let download: HttpDownload | undefined;
   try {
-    const source = url
-      ? downloadConfigDrive(trimmed, {
-          signal: options.signal,
-          timeoutMs: options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS,
-          // base64 of a gzipped image can be larger than the image: 4/3, plus line breaks.
-          maxBytes: Math.ceil(maxBytes * 1.5) + MiB,
-          dispatcher: options.dispatcher,
-          insecure: options.insecure,
-        })
-      : sliceString(trimmed);
-    if (url) options.log.info({ url: redactUrl(trimmed) }, 'downloading the config drive');
-    const encoding = await decodeToFile(source, path, { alwaysBase64: !url, maxBytes, signal: options.signal, log: options.log });
+    if (url) {
+      options.log.info({ url: redactUrl(trimmed) }, 'downloading the config drive');
+      download = await downloadConfigDrive(trimmed, {
+        signal: options.signal,
+        timeoutMs: options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS,
+        deadlineMs: options.fetchDeadlineMs ?? DEFAULT_FETCH_DEADLINE_MS,
+        // Base64 of a gzipped image can be larger than the image (4/3, plus line breaks); even
+        // base64 of an incompressible gzip stays under this, so a longer body cannot decode to
+        // an image within the limit.
+        maxBytes: Math.ceil(maxBytes * 1.5) + MiB,
+        dispatcher: options.dispatcher,
+        insecure: options.insecure,
+        ca: options.ca,
+      });
+    }
+    const encoding = await decodeToFile(download ? download.chunks : trimmed, path, { maxBytes, signal: options.signal, log: options.log });
     const handle = await open(path, 'r');
     const size = (await handle.stat()).size;
     await handle.close();
@@ -151,5 +168,7 @@ export async function loadConfigDrive(value: string, options: LoadConfigDriveOpt
   } catch (err) {
     await dispose().catch((cleanupErr: unknown) => options.log.warn({ err: cleanupErr, dir }, 'could not remove the config drive temp dir'));
     throw cancelledOr(err, options.signal);
+  } finally {
+    await download?.close();
   }
 }

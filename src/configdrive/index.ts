@@ -16,7 +16,7 @@ import type { ConfigDriveFormat } from './probe.ts';
 import { writeVfatConfigDrive } from './vfat.ts';
 import { writeRawConfigDrive } from './write.ts';
 
-export { loadConfigDrive, MAX_CONFIG_DRIVE_BYTES, DEFAULT_FETCH_TIMEOUT_MS } from './decode.ts';
+export { loadConfigDrive, MAX_CONFIG_DRIVE_BYTES, DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_FETCH_DEADLINE_MS } from './decode.ts';
 export type { LoadConfigDriveOptions, LoadedConfigDrive } from './decode.ts';
 export { ensureConfigDrivePartition, CONFIG_DRIVE_PARTITION_BYTES } from './partition.ts';
 export type { ConfigDrivePartition, PartitionDeps, Sleep } from './partition.ts';

@@ -7,9 +7,9 @@
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { AgentError } from '../errors.ts';
-import { peek } from '../io/peek.ts';
+import { MiB } from '../io/sizes.ts';
 
-export const MiB = 1024 * 1024;
+export { MiB };
 
 const BASE64_BODY = /^[A-Za-z0-9+/]*$/;
 const BASE64_SNIFF = /^[A-Za-z0-9+/=\s]*$/;
@@ -61,17 +61,6 @@ export async function* decodeBase64(source: AsyncIterable<string | Uint8Array> |
   }
   if (carry.length > 0) throw notBase64('truncated (length is not a multiple of 4)', seen);
   if (seen === 0) throw notBase64('the value is empty', 0);
-}
-
-// Chunks as Buffers, without copying: sources yield Buffers or plain Uint8Arrays.
-async function* asBuffers(source: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
-  for await (const chunk of source) yield Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-}
-
-/** Read at least `n` bytes ahead (`head` is the first `n`); `stream` replays them followed by the rest of the source. */
-export async function peekBytes(source: AsyncIterable<Uint8Array>, n: number): Promise<{ head: Buffer; stream: AsyncIterable<Buffer> }> {
-  const peeked = await peek(asBuffers(source), n);
-  return { head: peeked.head.subarray(0, n), stream: peeked.all };
 }
 
 export function isGzip(head: Uint8Array): boolean {

@@ -8,8 +8,8 @@
 import { chmod, lstat, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { AgentError, isAgentError } from '../errors.ts';
+import { MiB } from '../io/sizes.ts';
 import { isConfigDriveLabel, probeImage } from './probe.ts';
-import { MiB } from './stream.ts';
 import { wipeSignatures, type ImageFile, type TargetPartition, type WriteDeps, type WrittenConfigDrive } from './write.ts';
 
 export const VFAT_LABEL = 'CONFIG-2';

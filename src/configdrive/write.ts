@@ -8,9 +8,9 @@ import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { AgentError, isAgentError } from '../errors.ts';
 import type { CommandRunner } from '../exec/index.ts';
+import { MiB } from '../io/sizes.ts';
 import type { Logger } from '../log/index.ts';
 import { isConfigDriveLabel, probeHandle, type ConfigDriveFormat, type ImageProbe } from './probe.ts';
-import { MiB } from './stream.ts';
 
 export interface WriteDeps {
   runner: CommandRunner;

@@ -2,12 +2,14 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { loadConfigDrive } from '../../src/configdrive/index.ts';
 import { isAgentError } from '../../src/errors.ts';
 import { createSilentLogger } from '../../src/log/index.ts';
+import { createTestCertificate } from '../helpers/registry.ts';
 import { buildFat, buildIso, hasCommand, tempDir } from './fixtures.ts';
 
 const MiB = 1024 * 1024;
@@ -23,15 +25,15 @@ function errorWith(code: string, pattern?: RegExp) {
   };
 }
 
-async function serve(t: TestContext, handler: Parameters<typeof createServer>[1]): Promise<string> {
-  const server: Server = createServer(handler);
+async function serve(t: TestContext, handler: Parameters<typeof createServer>[1], tls?: { cert: string; key: string }): Promise<string> {
+  const server: Server = tls ? createHttpsServer(tls, handler) : createServer(handler);
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   t.after(() => {
     server.closeAllConnections();
     server.close();
   });
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return `${tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
 // A multi-member gzip of `members` × 16 MiB of zeros (gunzip reads members back to back).
@@ -125,6 +127,28 @@ describe('loadConfigDrive', { skip: skipNoTools }, () => {
     assert.ok(performance.now() - started < 5000);
     await assert.rejects(loadConfigDrive(`${base}/big`, { log, tmpDir: dir, maxBytes: 2 * MiB }), errorWith('CONFIGDRIVE_TOO_LARGE', /more than 4 MiB/));
     assert.ok(sent < 64 * MiB, `the server was stopped early (sent ${sent})`);
+  });
+
+  it('downloads over TLS with the given CA or insecure, refuses an unknown CA, and stops at the total deadline', async (t) => {
+    const dir = tempDir(t);
+    const iso = buildIso(dir);
+    const cert = await createTestCertificate(dir);
+    const base = await serve(t, (req, res) => {
+      if (req.url !== '/trickle') return void res.writeHead(200).end(gzipSync(iso).toString('base64'));
+      res.writeHead(200);
+      const timer = setInterval(() => res.write('QUJD'), 50);
+      res.on('close', () => clearInterval(timer));
+    }, cert);
+    await assert.rejects(loadConfigDrive(`${base}/cd`, { log, tmpDir: dir }), errorWith('CONFIGDRIVE_DOWNLOAD_FAILED', /self-signed certificate/));
+    for (const tls of [{ ca: cert.cert }, { insecure: true }]) {
+      const drive = await loadConfigDrive(`${base}/cd`, { log, tmpDir: dir, ...tls });
+      assert.ok(readFileSync(drive.path).equals(iso));
+      await drive.dispose();
+    }
+    const started = performance.now();
+    await assert.rejects(loadConfigDrive(`${base}/trickle`, { log, tmpDir: dir, ca: cert.cert, fetchDeadlineMs: 300 }), errorWith('CONFIGDRIVE_DOWNLOAD_FAILED', /deadline of 0\.3 s/));
+    assert.ok(performance.now() - started < 3000);
+    assert.deepEqual(readdirSync(dir).filter((n) => n.startsWith('bootc-agent-configdrive-')), [], 'temp dirs removed');
   });
 
   it('stops a gzip bomb right after the decompressed limit', async (t) => {
