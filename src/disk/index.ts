@@ -1,6 +1,7 @@
 /**
  * Disks: listing them as IPA reports them, choosing the root device from root device hints,
- * waiting for it to appear, and erasing disk metadata.
+ * waiting for it to appear, their partition tables, making the kernel's partitions match the
+ * table, and erasing disk metadata.
  * @example
  * const { device } = await waitForRootDevice({
  *   runner, signal, log,
@@ -28,7 +29,23 @@ export {
   skippedDevices,
 } from './hints.ts';
 export type { RootDeviceSelection } from './hints.ts';
+export { kernelMismatches, syncKernelPartitions } from './kernel-partitions.ts';
+export type { KernelEnvironment, KernelPartitionSync, SyncKernelPartitionsOptions } from './kernel-partitions.ts';
 export { buildLsblkArgs, LSBLK_COLUMNS, LsblkRow, parseLsblkJson, runLsblk } from './lsblk.ts';
 export type { RunLsblkOptions } from './lsblk.ts';
+export {
+  describePartitions,
+  freeTailBytes,
+  parseSfdiskJson,
+  partitionBytes,
+  partitionNodePath,
+  partitionUuids,
+  readPartitionTable,
+  readPartitionTableIfAny,
+  SfdiskOutput,
+  usedEndSector,
+} from './partition-table.ts';
+export type { PartitionInfo, PartitionTable, ReadPartitionTableOptions, TablePartition } from './partition-table.ts';
+export { defaultSleep, pause } from './sleep.ts';
 export { waitForRootDevice } from './wait.ts';
 export type { RootDeviceFound, Sleep, WaitForRootDeviceOptions } from './wait.ts';
