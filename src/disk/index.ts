@@ -1,7 +1,7 @@
 /**
  * Disks: listing them as IPA reports them, choosing the root device from root device hints,
  * waiting for it to appear, their partition tables, making the kernel's partitions match the
- * table, and erasing disk metadata.
+ * table, and erasing disk metadata (the clean step, or one disk after a failed deploy).
  * @example
  * const { device } = await waitForRootDevice({
  *   runner, signal, log,
@@ -15,7 +15,7 @@
  */
 export { BlockDevice, listBlockDevices, readByPathLinks, selectDiskRows, splitWwn, toBlockDevice } from './devices.ts';
 export type { ListBlockDevicesOptions } from './devices.ts';
-export { buildGptWipeArgs, eraseDevicesMetadata, gptSectors } from './erase.ts';
+export { eraseDevicesMetadata } from './erase.ts';
 export type { EraseDevicesMetadataOptions, EraseDevicesMetadataResult } from './erase.ts';
 export { normalizeHintValue, parseHint, parseRootDeviceHints, pyQuote, VALID_ROOT_DEVICE_HINTS } from './hint-expression.ts';
 export type { HintName, ParsedHint } from './hint-expression.ts';
@@ -49,3 +49,5 @@ export type { PartitionInfo, PartitionTable, ReadPartitionTableOptions, TablePar
 export { defaultSleep, pause } from './sleep.ts';
 export { waitForRootDevice } from './wait.ts';
 export type { RootDeviceFound, Sleep, WaitForRootDeviceOptions } from './wait.ts';
+export { buildGptWipeArgs, eraseDiskMetadata, gptSectors, wipeDisk } from './wipe.ts';
+export type { EraseDiskOptions, WipeDiskOptions } from './wipe.ts';
