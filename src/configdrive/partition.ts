@@ -1,29 +1,29 @@
 /**
  * Finding or creating the `config-2` partition at the end of a GPT disk, as IPA's
- * `create_config_drive_partition` does after `bootc install to-disk`, then making the kernel
- * create its node (`partx`; there may be no udev) and waiting for it.
+ * `create_config_drive_partition` does after `bootc install to-disk`, then making the kernel's
+ * partitions match the table (there may be no udev) and waiting for the node.
  * @module
  */
 import { randomUUID } from 'node:crypto';
-import { readFile, realpath, stat } from 'node:fs/promises';
-import { setTimeout as delay } from 'node:timers/promises';
+import { realpath, stat } from 'node:fs/promises';
+import {
+  defaultSleep, partitionBytes, partitionNodePath, pause, readPartitionTable, syncKernelPartitions,
+  type KernelEnvironment, type PartitionTable, type Sleep, type TablePartition,
+} from '../disk/index.ts';
 import { AgentError, isAgentError } from '../errors.ts';
 import type { CommandRunner } from '../exec/index.ts';
+import { MiB } from '../io/sizes.ts';
 import type { Logger } from '../log/index.ts';
 import { isConfigDriveLabel } from './probe.ts';
-import { MiB } from './stream.ts';
-import {
-  backupHeaderMisplaced, parseBlkidExport, parseSfdiskJson, partitionNodePath, planTailPartition,
-  type PartitionTable, type TablePartition,
-} from './table.ts';
+import { backupHeaderMisplaced, parseBlkidExport, planTailPartition } from './table.ts';
 
 /** IPA's MAX_CONFIG_DRIVE_SIZE_MB: the partition made for the config drive. */
 export const CONFIG_DRIVE_PARTITION_BYTES = 64 * MiB;
 const LINUX_FS_TYPE = '8300';
 
-export type Sleep = (ms: number, signal?: AbortSignal) => Promise<void>;
+export type { Sleep } from '../disk/index.ts';
 
-export interface PartitionDeps {
+export interface PartitionDeps extends KernelEnvironment {
   runner: CommandRunner;
   signal?: AbortSignal | undefined;
   log: Logger;
@@ -52,10 +52,6 @@ export interface ConfigDrivePartition {
   created: boolean;
 }
 
-const defaultSleep: Sleep = async (ms, signal) => {
-  await delay(ms, undefined, { signal });
-};
-
 async function blockNodeExists(path: string): Promise<boolean> {
   try {
     return (await stat(path)).isBlockDevice();
@@ -71,23 +67,16 @@ function failure(code: 'PARTITION_TABLE_INVALID' | 'CONFIGDRIVE_WRITE_FAILED', m
   return new AgentError(code, `${message}: ${reason}`, { cause: err, details: isAgentError(err) ? err.details : {} });
 }
 
-async function readTable(device: string, deps: PartitionDeps): Promise<PartitionTable> {
-  let stdout: string;
-  try {
-    ({ stdout } = await deps.runner.run('sfdisk', ['--json', '--', device], { signal: deps.signal }));
-  } catch (err) {
-    throw failure('PARTITION_TABLE_INVALID', `Cannot read a partition table from ${device} (bootc should have written a GPT)`, err);
-  }
-  return parseSfdiskJson(stdout);
+function readTable(device: string, deps: PartitionDeps): Promise<PartitionTable> {
+  return readPartitionTable(deps.runner, device, { signal: deps.signal, code: 'PARTITION_TABLE_INVALID', context: '(bootc should have written a GPT)' });
 }
 
 // The fs label (iso9660 `config-2`, vfat `CONFIG-2`), probed on the node when the kernel
 // has it, else at the partition's offset on the disk; blkid exits 2 when it finds nothing.
 async function filesystemLabel(device: string, table: PartitionTable, part: TablePartition, deps: PartitionDeps): Promise<string | null> {
   const node = partitionNodePath(device, part.number);
-  const target = (await (deps.exists ?? blockNodeExists)(node))
-    ? [node]
-    : ['-O', String(part.start * table.sectorSize), '-S', String(part.size * table.sectorSize), device];
+  const { start, size } = partitionBytes(table, part);
+  const target = (await (deps.exists ?? blockNodeExists)(node)) ? [node] : ['-O', String(start), '-S', String(size), device];
   try {
     const { stdout } = await deps.runner.run('blkid', ['-p', '-o', 'export', '--', ...target], { signal: deps.signal, okExitCodes: [0, 2] });
     return parseBlkidExport(stdout).LABEL ?? null;
@@ -117,56 +106,19 @@ async function fixBackupHeader(device: string, deps: PartitionDeps): Promise<boo
   return true;
 }
 
-// The kernel here may have no partition-table parser and no udev: partx adds the node via BLKPG.
-// Whether the kernel's partition (sysfs, 512-byte units) has the table's start and size; true
-// when sysfs has no such entry (nothing to compare, e.g. in unit tests).
-async function geometryMatches(path: string, expected: { start: number; size: number }): Promise<boolean> {
-  const dir = `/sys/class/block/${path.split('/').pop()}`;
-  try {
-    const [start, size] = await Promise.all([readFile(`${dir}/start`, 'utf8'), readFile(`${dir}/size`, 'utf8')]);
-    return Number(start.trim()) * 512 === expected.start && Number(size.trim()) * 512 === expected.size;
-  } catch {
-    return true;
-  }
-}
-
-async function waitForNode(device: string, path: string, number: number, deps: PartitionDeps, expected?: { start: number; size: number }): Promise<void> {
+// The kernel here may have no partition-table parser and no udev. A stale node of the same
+// number (an older table) would send the config drive into another partition: the kernel's
+// partitions must match the table (strict) before the node is used.
+async function waitForNode(device: string, table: PartitionTable, path: string, deps: PartitionDeps): Promise<void> {
+  await syncKernelPartitions(deps.runner, device, {
+    mode: 'strict', code: 'CONFIGDRIVE_WRITE_FAILED', table,
+    signal: deps.signal, log: deps.log, sysRoot: deps.sysRoot, udev: deps.udev, sleep: deps.sleep,
+  });
   const exists = deps.exists ?? blockNodeExists;
-  const tolerate = async (file: string, args: string[]): Promise<void> => {
-    try {
-      await deps.runner.run(file, args, { signal: deps.signal });
-    } catch (err) {
-      if (isAgentError(err) && err.code === 'CANCELLED') throw err;
-      if (!(isAgentError(err) && err.code === 'COMMAND_NOT_FOUND' && file === 'udevadm')) {
-        deps.log.warn({ err, device }, `${file} failed, waiting for the partition node anyway`);
-      }
-    }
-  };
-  await tolerate('partx', ['-u', '--', device]);
-  if (!(await exists(path))) await tolerate('partx', ['-a', '--nr', `${number}:${number}`, '--', device]);
-  // A stale node of the same number (an older table, no partition parser in the kernel) would
-  // send the image to the wrong place: make the kernel's partition match the table first.
-  if (expected && (await exists(path)) && !(await geometryMatches(path, expected))) {
-    await tolerate('partx', ['-d', '--nr', `${number}:${number}`, '--', device]);
-    await tolerate('partx', ['-a', '--nr', `${number}:${number}`, '--', device]);
-    if (!(await geometryMatches(path, expected))) {
-      throw new AgentError('CONFIGDRIVE_WRITE_FAILED', `The kernel's ${path} is not where the partition table puts partition ${number}`, {
-        details: { device, partition: path, start: expected.start, size: expected.size },
-      });
-    }
-  }
-  await tolerate('udevadm', ['settle']);
   const attempts = deps.waitAttempts ?? 15;
-  const sleep = deps.sleep ?? defaultSleep;
   for (let attempt = 1; attempt <= attempts; attempt++) {
     if (await exists(path)) return;
-    if (attempt < attempts) {
-      try {
-        await sleep(deps.waitDelayMs ?? 1000, deps.signal);
-      } catch (err) {
-        throw new AgentError('CANCELLED', 'Waiting for the config drive partition was cancelled', { cause: deps.signal?.reason ?? err });
-      }
-    }
+    if (attempt < attempts) await pause(deps.sleep ?? defaultSleep, deps.waitDelayMs ?? 1000, deps.signal, 'Waiting for the config drive partition');
   }
   throw new AgentError('CONFIGDRIVE_WRITE_FAILED', `The config drive partition ${path} did not appear after ${attempts} attempts`, {
     details: { device, partition: path, attempts },
@@ -178,9 +130,8 @@ function describe(device: string, table: PartitionTable, part: TablePartition, c
     device,
     path: partitionNodePath(device, part.number),
     number: part.number,
-    partuuid: part.uuid?.toLowerCase() ?? null,
-    start: part.start * table.sectorSize,
-    size: part.size * table.sectorSize,
+    partuuid: part.partuuid,
+    ...partitionBytes(table, part),
     sectorSize: table.sectorSize,
     created,
   };
@@ -216,7 +167,7 @@ export async function ensureConfigDrivePartition(device: string, sizeBytes: numb
       });
     }
     deps.log.info({ partition: found.path }, 'reusing the existing config-2 partition');
-    await waitForNode(disk, found.path, found.number, deps, found);
+    await waitForNode(disk, table, found.path, deps);
     return found;
   }
   try {
@@ -234,12 +185,12 @@ export async function ensureConfigDrivePartition(device: string, sizeBytes: numb
     throw failure('CONFIGDRIVE_WRITE_FAILED', `Creating the config drive partition on ${disk} failed`, err);
   }
   table = await readTable(disk, deps);
-  const made = table.partitions.find((p) => p.uuid?.toLowerCase() === uuid);
+  const made = table.partitions.find((p) => p.partuuid === uuid);
   if (!made) {
     throw new AgentError('CONFIGDRIVE_WRITE_FAILED', `sgdisk succeeded but no partition with PARTUUID ${uuid} is on ${disk}`, { details: { device: disk, partuuid: uuid } });
   }
   const created = describe(disk, table, made, true);
   deps.log.info({ partition: created.path, start: created.start, size: created.size, free_bytes: plan.freeBytes }, 'config drive partition created');
-  await waitForNode(disk, created.path, created.number, deps, created);
+  await waitForNode(disk, table, created.path, deps);
   return created;
 }

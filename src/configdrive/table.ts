@@ -1,79 +1,12 @@
 /**
- * The partition table as `sfdisk --json` reports it, `blkid -p -o export` output, and the pure
- * arithmetic of where the config drive partition goes. No I/O here.
+ * What is particular to the config drive in a partition table: `blkid -p -o export` output,
+ * sgdisk's word for a misplaced backup GPT, and the pure arithmetic of where the config drive
+ * partition goes. No I/O here.
  * @module
  */
-import { z } from 'zod';
+import { freeTailBytes, usedEndSector, type PartitionTable } from '../disk/index.ts';
 import { AgentError } from '../errors.ts';
-import { MiB } from './stream.ts';
-
-// Lenient: sfdisk adds keys over releases (`sectorsize` since 2.36, `attrs` on some rows).
-const SfdiskPartition = z.looseObject({
-  node: z.string(),
-  start: z.number().int().nonnegative(),
-  size: z.number().int().nonnegative(),
-  type: z.string().optional(),
-  uuid: z.string().optional(),
-  name: z.string().optional(),
-});
-const SfdiskOutput = z.looseObject({
-  partitiontable: z.looseObject({
-    label: z.string(),
-    firstlba: z.number().int().nonnegative().optional(),
-    lastlba: z.number().int().nonnegative().optional(),
-    sectorsize: z.number().int().positive().default(512),
-    partitions: z.array(SfdiskPartition).default([]),
-  }),
-});
-
-export interface TablePartition {
-  node: string;
-  /** Partition number, from the node name (`…p4`, `…4`, `…-part4`). */
-  number: number;
-  start: number;
-  size: number;
-  uuid: string | null;
-  name: string | null;
-}
-
-/** Sizes and positions in sectors of `sectorSize` bytes. */
-export interface PartitionTable {
-  label: string;
-  firstLba: number;
-  lastLba: number | null;
-  sectorSize: number;
-  partitions: TablePartition[];
-}
-
-export function parseSfdiskJson(stdout: string): PartitionTable {
-  let json: unknown;
-  try {
-    json = JSON.parse(stdout);
-  } catch (err) {
-    throw new AgentError('PARTITION_TABLE_INVALID', 'sfdisk --json printed output that is not JSON', { cause: err });
-  }
-  const parsed = SfdiskOutput.safeParse(json);
-  if (!parsed.success) {
-    throw new AgentError('PARTITION_TABLE_INVALID', `sfdisk --json output has an unexpected shape: ${z.prettifyError(parsed.error)}`, {
-      cause: parsed.error,
-    });
-  }
-  const table = parsed.data.partitiontable;
-  return {
-    label: table.label,
-    firstLba: table.firstlba ?? 2048,
-    lastLba: table.lastlba ?? null,
-    sectorSize: table.sectorsize,
-    partitions: table.partitions.map((p) => ({
-      node: p.node,
-      number: Number(/(\d+)$/.exec(p.node)?.[1] ?? NaN),
-      start: p.start,
-      size: p.size,
-      uuid: p.uuid ?? null,
-      name: p.name ?? null,
-    })),
-  };
-}
+import { MiB } from '../io/sizes.ts';
 
 /** `KEY=value` lines; blkid escapes spaces and quotes with a backslash. */
 export function parseBlkidExport(stdout: string): Record<string, string> {
@@ -84,11 +17,6 @@ export function parseBlkidExport(stdout: string): Record<string, string> {
     out[line.slice(0, eq)] = line.slice(eq + 1).replace(/\\(.)/g, '$1');
   }
   return out;
-}
-
-/** The kernel's naming: a `p` goes between a disk name ending in a digit and the number. */
-export function partitionNodePath(device: string, number: number): string {
-  return /\d$/.test(device) ? `${device}p${number}` : `${device}${number}`;
 }
 
 /** sgdisk -v's wording when the disk grew (or was copied) and the backup GPT is not at the end. */
@@ -114,9 +42,7 @@ export function planTailPartition(table: PartitionTable, sizeBytes: number): Tai
     throw new AgentError('PARTITION_TABLE_INVALID', 'sfdisk reports no last usable sector for this GPT');
   }
   const ss = table.sectorSize;
-  const usedEnd = table.partitions.reduce((max, p) => Math.max(max, p.start + p.size - 1), table.firstLba - 1);
-  const freeSectors = Math.max(0, table.lastLba - usedEnd);
-  const freeBytes = freeSectors * ss;
+  const freeBytes = freeTailBytes(table);
   if (freeBytes < sizeBytes) {
     const freeMiB = (freeBytes / MiB).toFixed(1);
     throw new AgentError('CONFIGDRIVE_NO_SPACE',
@@ -126,5 +52,5 @@ export function planTailPartition(table: PartitionTable, sizeBytes: number): Tai
   const align = Math.max(1, MiB / ss);
   const wanted = table.lastLba + 1 - Math.ceil(sizeBytes / ss);
   const aligned = Math.floor(wanted / align) * align;
-  return { start: aligned > usedEnd ? aligned : wanted, end: table.lastLba, freeBytes };
+  return { start: aligned >= usedEndSector(table) ? aligned : wanted, end: table.lastLba, freeBytes };
 }

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { ensureConfigDrivePartition, type PartitionDeps } from '../../src/configdrive/index.ts';
-import {
-  backupHeaderMisplaced, parseBlkidExport, partitionNodePath, planTailPartition, type PartitionTable,
-} from '../../src/configdrive/table.ts';
+import { backupHeaderMisplaced, parseBlkidExport, planTailPartition } from '../../src/configdrive/table.ts';
+import type { PartitionTable } from '../../src/disk/index.ts';
 import { isAgentError } from '../../src/errors.ts';
 import { createSilentLogger } from '../../src/log/index.ts';
-import { createFakeRunner, notInstalled, type Expectation } from './fixtures.ts';
+import { fakeSysfs, type Geometry } from '../disk/fake-kernel.ts';
+import { createFakeRunner, type Expectation } from './fixtures.ts';
 
 const MiB = 1024 * 1024;
 const DISK = '/dev/fake-disk9';
@@ -43,15 +43,22 @@ function probes(parts: Part[], labels: Record<number, string> = {}): Expectation
 
 const CLEAN_VERIFY = 'No problems found. 206814 free sectors (101.0 MiB) available in 2\nsegments, the largest of which is 204800 (100.0 MiB) in size.\n';
 
-function deps(runner: PartitionDeps['runner'], nodes: Set<string>, extra: Partial<PartitionDeps> = {}): PartitionDeps {
-  return { runner, log: createSilentLogger(), exists: async (p) => nodes.has(p), sleep: async () => undefined, ...extra };
+// The kernel's view of the disk (no partition parsers, no udev): sysfs as partx leaves it.
+const sysfs = fakeSysfs();
+after(() => sysfs.remove());
+const KNAME = 'fake-disk9';
+
+function kernelKnows(parts: Part[]): void {
+  sysfs.set(KNAME, Object.fromEntries(parts.map((p, i): [number, Geometry[number]] => [i + 1, [p.start, p.size]])));
 }
 
-function nodeSync(nodes: Set<string>, path: string): Expectation[] {
-  return [
-    { argv: ['partx', '-u', '--', DISK], effect: () => nodes.add(path) },
-    { argv: ['udevadm', 'settle'], error: notInstalled(['udevadm', 'settle']) },
-  ];
+function deps(runner: PartitionDeps['runner'], nodes: Set<string>, extra: Partial<PartitionDeps> = {}): PartitionDeps {
+  return { runner, log: createSilentLogger(), exists: async (p) => nodes.has(p), sleep: async () => undefined, sysRoot: sysfs.sysRoot, udev: false, ...extra };
+}
+
+// partx -a gives the kernel the table's partitions (the ones it has stay: exit 1), and the node appears.
+function nodeSync(nodes: Set<string>, path: string, parts: () => Part[]): Expectation[] {
+  return [{ argv: ['partx', '-a', '--', DISK], exitCode: 1, effect: () => { kernelKnows(parts()); nodes.add(path); } }];
 }
 
 describe('ensureConfigDrivePartition', () => {
@@ -68,8 +75,9 @@ describe('ensureConfigDrivePartition', () => {
         effect: (argv) => { uuid = argv[8]!.slice(2).toUpperCase(); },
       },
       { argv: ['sfdisk', '--json', '--', DISK], stdout: () => sfdisk([...layout, { start: 6158336, size: LAST_LBA - 6158336 + 1, name: 'config-2', uuid }]) },
-      ...nodeSync(nodes, `${DISK}p4`),
+      ...nodeSync(nodes, `${DISK}p4`, () => [...layout, { start: 6158336, size: LAST_LBA - 6158336 + 1 }]),
     ]);
+    kernelKnows(layout);
     const part = await ensureConfigDrivePartition(DISK, 400_000, deps(runner, nodes));
     runner.done();
     assert.deepEqual(part, {
@@ -88,8 +96,9 @@ describe('ensureConfigDrivePartition', () => {
       const runner = createFakeRunner([
         { argv: ['sfdisk', '--json', '--', DISK], stdout: sfdisk([...parts]) },
         ...probes([...parts], labels),
-        ...nodeSync(nodes, `${DISK}p4`),
+        ...nodeSync(nodes, `${DISK}p4`, () => [...parts]),
       ]);
+      kernelKnows(parts.slice(0, 3));
       const part = await ensureConfigDrivePartition(DISK, 400_000, deps(runner, nodes));
       runner.done();
       assert.deepEqual([part.path, part.created, part.start], [`${DISK}p4`, false, 6158336 * 512]);
@@ -167,24 +176,54 @@ describe('ensureConfigDrivePartition', () => {
       { argv: ['sfdisk', '--json', '--', DISK], stdout: sfdisk(layout, { lastlba: grown }) },
       { argv: ['sgdisk', '-n', `0:6420480:${grown}`, '-t', '0:8300', '-c', '0:config-2', '-u', UUID_RE, '--', DISK], effect: (a) => { uuid = a[8]!.slice(2); } },
       { argv: ['sfdisk', '--json', '--', DISK], stdout: () => sfdisk([...layout, { start: 6420480, size: grown - 6420480 + 1, uuid }], { lastlba: grown }) },
-      { argv: ['partx', '-u', '--', DISK] },
-      { argv: ['partx', '-a', '--nr', '4:4', '--', DISK], effect: () => nodes.add(`${DISK}p4`) },
-      { argv: ['udevadm', 'settle'] },
+      ...nodeSync(nodes, `${DISK}p4`, () => [...layout, { start: 6420480, size: grown - 6420480 + 1 }]),
     ]);
+    kernelKnows(layout);
     const part = await ensureConfigDrivePartition(DISK, 1, deps(runner, nodes));
     runner.done();
     assert.equal(part.start + part.size, (grown + 1) * 512);
   });
 
+  it('a stale partition 4 of an older table is replaced before the node is used; if it stays, CONFIGDRIVE_WRITE_FAILED', async () => {
+    const parts = [...bootcLayout(100), { start: 6158336, size: 133087, name: 'config-2' }];
+    const stale = [...bootcLayout(100), { start: 5000000, size: 133087 }];
+    const nodes = new Set<string>();
+    const runner = createFakeRunner([
+      { argv: ['sfdisk', '--json', '--', DISK], stdout: sfdisk(parts) },
+      ...probes(parts),
+      { argv: ['partx', '-d', '--', DISK], effect: () => kernelKnows([]) },
+      { argv: ['partx', '-a', '--', DISK], effect: () => { kernelKnows(parts); nodes.add(`${DISK}p4`); } },
+    ]);
+    kernelKnows(stale);
+    const part = await ensureConfigDrivePartition(DISK, 1, deps(runner, nodes));
+    runner.done();
+    assert.deepEqual([part.path, part.start], [`${DISK}p4`, 6158336 * 512]);
+
+    const stuck = createFakeRunner([
+      { argv: ['sfdisk', '--json', '--', DISK], stdout: sfdisk(parts) },
+      ...probes(parts),
+      ...Array.from({ length: 3 }, (): Expectation[] => [{ argv: ['partx', '-d', '--', DISK], exitCode: 1 }, { argv: ['partx', '-a', '--', DISK], exitCode: 1 }]).flat(),
+    ]);
+    kernelKnows(stale);
+    await assert.rejects(ensureConfigDrivePartition(DISK, 1, deps(stuck, new Set())), (err) => {
+      assert.ok(isAgentError(err) && err.code === 'CONFIGDRIVE_WRITE_FAILED');
+      assert.match(err.message, /do not match its partition table: \/dev\/fake-disk9p4: kernel has start 2560000000 size 68140544, table has start 3153068032 size 68140544$/);
+      return true;
+    });
+    stuck.done();
+  });
+
   it('waits 15 × for the node, then fails; an abort stops the wait', async () => {
     const layout = [...bootcLayout(100), { start: 6158336, size: 133087, name: 'config-2' }];
-    const script = (): Expectation[] => [
-      { argv: ['sfdisk', '--json', '--', DISK], stdout: sfdisk(layout) },
-      ...probes(layout),
-      { argv: ['partx', '-u', '--', DISK], exitCode: 1, stderr: 'partx: error' },
-      { argv: ['partx', '-a', '--nr', '4:4', '--', DISK], exitCode: 1 },
-      { argv: ['udevadm', 'settle'], error: notInstalled(['udevadm']) },
-    ];
+    // The kernel takes the partition, but its node never shows up in /dev.
+    const script = (): Expectation[] => {
+      kernelKnows(layout.slice(0, 3));
+      return [
+        { argv: ['sfdisk', '--json', '--', DISK], stdout: sfdisk(layout) },
+        ...probes(layout),
+        { argv: ['partx', '-a', '--', DISK], exitCode: 1, stderr: 'partx: /dev/fake-disk9: error adding partitions 1-3', effect: () => kernelKnows(layout) },
+      ];
+    };
     const sleeps: number[] = [];
     const runner = createFakeRunner(script());
     await assert.rejects(
@@ -205,22 +244,14 @@ describe('ensureConfigDrivePartition', () => {
 });
 
 describe('partition table helpers', () => {
-  it('names partition nodes the way the kernel does', () => {
-    assert.equal(partitionNodePath('/dev/sda', 4), '/dev/sda4');
-    assert.equal(partitionNodePath('/dev/vdb', 1), '/dev/vdb1');
-    assert.equal(partitionNodePath('/dev/nvme0n1', 4), '/dev/nvme0n1p4');
-    assert.equal(partitionNodePath('/dev/loop3', 2), '/dev/loop3p2');
-    assert.equal(partitionNodePath('/dev/mmcblk0', 5), '/dev/mmcblk0p5');
-  });
-
   it('aligns the start to 1 MiB on 4096-byte sectors and never plans less than asked', () => {
-    const table: PartitionTable = { label: 'gpt', firstLba: 6, lastLba: 786426, sectorSize: 4096, partitions: [{ node: 'x1', number: 1, start: 256, size: 700_000, uuid: null, name: null }] };
+    const table: PartitionTable = { label: 'gpt', firstLba: 6, lastLba: 786426, sectorSize: 4096, partitions: [{ node: 'x1', number: 1, start: 256, size: 700_000, type: null, partuuid: null, name: null }] };
     const plan = planTailPartition(table, 64 * MiB);
     assert.equal(plan.start % 256, 0);
     assert.equal(plan.end, 786426);
     assert.ok((plan.end - plan.start + 1) * 4096 >= 64 * MiB);
     // a tail of exactly 64 MiB that is not aligned: start right after the last partition
-    const tight: PartitionTable = { ...table, sectorSize: 512, lastLba: 1000 + 131072, partitions: [{ node: 'x1', number: 1, start: 34, size: 967, uuid: null, name: null }] };
+    const tight: PartitionTable = { ...table, sectorSize: 512, lastLba: 1000 + 131072, partitions: [{ node: 'x1', number: 1, start: 34, size: 967, type: null, partuuid: null, name: null }] };
     assert.deepEqual(planTailPartition(tight, 64 * MiB), { start: 1001, end: 1000 + 131072, freeBytes: 64 * MiB });
   });
 
