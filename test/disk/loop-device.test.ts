@@ -1,6 +1,7 @@
 /**
- * Real block devices: a 64 MiB sparse file on a loop device, partitioned with sgdisk and
- * given an ext4 filesystem, then listed and erased with the real runner. Needs root and the
+ * Real block devices: a 64 MiB sparse file on a loop device (attached without partition
+ * scanning, as on a kernel without partition-table parsers), partitioned with sgdisk and given
+ * an ext4 filesystem, then listed, erased and wiped with the real runner. Needs root and the
  * util-linux/gdisk tools; skipped (with the reason) otherwise. Only the loop device this file
  * attached is ever touched, and it is detached in `after` even when a test fails.
  */
@@ -11,12 +12,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { eraseDevicesMetadata, listBlockDevices } from '../../src/disk/index.ts';
+import { eraseDevicesMetadata, listBlockDevices, wipeDisk } from '../../src/disk/index.ts';
 import { createExecaRunner } from '../../src/exec/index.ts';
+import { createSilentLogger } from '../../src/log/index.ts';
 import { attachLoop, type LoopDevice } from '../helpers/loop.ts';
 import { toolMissing } from '../helpers/tools.ts';
 
-const TOOLS = ['losetup', 'sgdisk', 'partx', 'mkfs.ext4', 'wipefs', 'blkid', 'lsblk', 'blockdev', 'dd'];
+const TOOLS = ['losetup', 'sgdisk', 'sfdisk', 'partx', 'mkfs.ext4', 'wipefs', 'blkid', 'lsblk', 'blockdev', 'dd'];
 
 function skipReason(): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root: attaches and partitions a loop device';
@@ -34,6 +36,14 @@ function probe(file: string, args: string[]): { status: number; stdout: string }
     const e = err as { status?: number; stdout?: string };
     return { status: e.status ?? -1, stdout: e.stdout ?? '' };
   }
+}
+
+function run(file: string, args: string[]): string {
+  return execFileSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+function kernelPartitions(dev: string): number[] {
+  return [1, 2, 3, 4].filter((n) => existsSync(`/sys/class/block/${dev.split('/').pop()}p${n}`));
 }
 
 describe('real loop device', () => {
@@ -96,5 +106,43 @@ describe('real loop device', () => {
     execFileSync('partx', ['-u', '--', dev], { stdio: 'ignore' });
     assert.doesNotMatch(probe('blkid', ['-p', `${dev}p2`]).stdout, /\bTYPE="ext4"/, 'recreated partition holds no filesystem');
     assert.equal(probe('wipefs', ['--no-act', '--', `${dev}p2`]).stdout.trim(), '');
+  });
+
+  test('wipeDisk: the kernel knew another layout; the table\'s partitions are wiped all the same, no node is left', async (t) => {
+    if (reason || !loop || !dir) return t.skip(reason);
+    const dev = loop;
+    const backup = join(dir, 'layout.gpt');
+    // The disk's layout: 8 MiB, then an ext4 partition.
+    probe('partx', ['-d', '--', dev]);
+    run('sgdisk', ['--zap-all', dev]);
+    run('sgdisk', ['-n1:0:+8M', '-n2:0:0', dev]);
+    run('partx', ['-a', '--', dev]);
+    run('mkfs.ext4', ['-q', '-L', 'victim', `${dev}p2`]);
+    run('sgdisk', [`--backup=${backup}`, dev]);
+    // The kernel is left with an older layout (three partitions elsewhere), the disk keeps its own.
+    run('partx', ['-d', '--', dev]);
+    run('sgdisk', ['--zap-all', dev]);
+    run('sgdisk', ['-n1:0:+20M', '-n2:0:+20M', '-n3:0:0', dev]);
+    run('partx', ['-a', '--', dev]);
+    run('sgdisk', [`--load-backup=${backup}`, dev]);
+    assert.deepEqual(kernelPartitions(dev), [1, 2, 3], 'setup: the kernel knows the older layout');
+
+    assert.equal(await wipeDisk(runner, dev, { log: createSilentLogger() }), 'wiped');
+    assert.equal(probe('blkid', ['-p', dev]).status, 2, 'blkid finds nothing on the disk');
+    assert.equal(probe('wipefs', ['--no-act', '--', dev]).stdout.trim(), '', 'no signatures left');
+    assert.deepEqual(kernelPartitions(dev), [], 'no partition nodes are left');
+    // The ext4 of the table's partition 2 is gone too, not only the table.
+    run('sgdisk', [`--load-backup=${backup}`, dev]);
+    run('partx', ['-a', '--', dev]);
+    assert.doesNotMatch(probe('blkid', ['-p', `${dev}p2`]).stdout, /\bTYPE="ext4"/, 'the old filesystem is wiped');
+    run('partx', ['-d', '--', dev]);
+  });
+
+  test('wipeDisk: a disk without a partition table is wiped too', async (t) => {
+    if (reason || !loop) return t.skip(reason);
+    run('sgdisk', ['--zap-all', loop]);
+    run('mkfs.ext4', ['-q', '-F', loop]);
+    assert.equal(await wipeDisk(runner, loop, { log: createSilentLogger() }), 'wiped');
+    assert.equal(probe('blkid', ['-p', loop]).status, 2, 'blkid finds nothing on the disk');
   });
 });
