@@ -14,7 +14,7 @@ import { EnvHttpProxyAgent, interceptors, request, type Dispatcher } from 'undic
 import { AgentError, isAgentError, type ErrorCode } from '../errors.ts';
 import { bodyExcerpt, EXCERPT_READ_BYTES } from './excerpt.ts';
 import { MiB } from './sizes.ts';
-import { redactUrl, urlSecrets } from './url.ts';
+import { hideSecrets, redactUrl, urlSecrets } from './url.ts';
 
 /** Connect, headers and idle timeout when none is given (IPA's 60 s). */
 export const DEFAULT_TIMEOUT_MS = 60_000;
@@ -68,6 +68,8 @@ export interface HttpDownload {
 interface Context {
   url: string;
   shown: string;
+  /** What of the URL must not appear in a message even when a server or a library repeats it. */
+  secrets: string[];
   options: HttpDownloadOptions;
   timeoutMs: number;
   /** The caller's signal and the deadline's, as one. */
@@ -117,7 +119,7 @@ function failure(ctx: Context, err: unknown): AgentError {
   const reason = ctx.deadline?.signal.aborted ? ctx.deadline.signal.reason : undefined;
   if (isAgentError(reason)) return reason;
   const code = (err as { code?: unknown } | null)?.code;
-  const e = downloadError(ctx, describeNetworkError(err, ctx.timeoutMs), { cause: err, details: typeof code === 'string' ? { error_code: code } : {} });
+  const e = downloadError(ctx, hideSecrets(describeNetworkError(err, ctx.timeoutMs), ctx.secrets), { cause: err, details: typeof code === 'string' ? { error_code: code } : {} });
   transient.add(e);
   return e;
 }
@@ -150,7 +152,7 @@ async function readExcerpt(ctx: Context, body: Dispatcher.ResponseData['body']):
   } finally {
     discard(body);
   }
-  return bodyExcerpt(Buffer.concat(chunks).subarray(0, EXCERPT_READ_BYTES), urlSecrets(ctx.url));
+  return bodyExcerpt(Buffer.concat(chunks).subarray(0, EXCERPT_READ_BYTES), ctx.secrets);
 }
 
 async function statusError(ctx: Context, res: Dispatcher.ResponseData): Promise<AgentError> {
@@ -237,7 +239,7 @@ export async function httpDownload(url: string, options: HttpDownloadOptions): P
   const deadline = options.deadlineMs === undefined ? undefined : new AbortController();
   const signals = [options.signal, deadline?.signal].filter((s): s is AbortSignal => s !== undefined);
   const ctx: Context = {
-    url, shown: redactUrl(url), options, deadline,
+    url, shown: redactUrl(url), secrets: urlSecrets(url), options, deadline,
     timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     signal: signals.length > 1 ? AbortSignal.any(signals) : signals[0],
   };

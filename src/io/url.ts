@@ -42,6 +42,11 @@ export function urlSecrets(url: string): string[] {
   return [...found].sort((a, b) => b.length - a.length);
 }
 
+/** `text` with each of `secrets` (from urlSecrets) replaced by `…`. */
+export function hideSecrets(text: string, secrets: readonly string[]): string {
+  return secrets.reduce((out, secret) => out.split(secret).join('…'), text);
+}
+
 function decodeURIComponentSafe(text: string): string {
   try {
     return decodeURIComponent(text);
