@@ -9,8 +9,6 @@ import { createGunzip } from 'node:zlib';
 import { AgentError } from '../errors.ts';
 import { MiB } from '../io/sizes.ts';
 
-export { MiB };
-
 const BASE64_BODY = /^[A-Za-z0-9+/]*$/;
 const BASE64_SNIFF = /^[A-Za-z0-9+/=\s]*$/;
 

@@ -8,7 +8,7 @@
 import { chmod, lstat, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { AgentError, isAgentError } from '../errors.ts';
-import { MiB } from '../io/sizes.ts';
+import { KiB, MiB } from '../io/sizes.ts';
 import { isConfigDriveLabel, probeImage } from './probe.ts';
 import { wipeSignatures, type ImageFile, type TargetPartition, type WriteDeps, type WrittenConfigDrive } from './write.ts';
 
@@ -36,7 +36,7 @@ async function extractedSize(image: ImageFile, deps: VfatDeps): Promise<number> 
   const { stdout } = await deps.runner.run('xorriso', ['-indev', image.path, '-dus', '/'], { signal: deps.signal });
   const kib = /^\s*(\d+)\s/m.exec(stdout);
   if (!kib) throw new Error(`cannot read the size of the ISO tree from xorriso -dus: ${JSON.stringify(stdout.slice(0, 200))}`);
-  return Number(kib[1]) * 1024;
+  return Number(kib[1]) * KiB;
 }
 
 async function extract(image: ImageFile, dir: string, deps: VfatDeps): Promise<void> {
