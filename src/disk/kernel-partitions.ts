@@ -37,6 +37,8 @@ export interface SyncKernelPartitionsOptions extends KernelEnvironment {
   mode: 'strict' | 'lenient';
   /** strict: the code of an unreadable table or a mismatch (default PARTITION_VALIDATION_FAILED). */
   code?: ErrorCode | undefined;
+  /** strict: what the caller expected, for the message of an unreadable table (`after install`). */
+  context?: string | undefined;
   /** The table, if the caller has just read it; null: the disk has none. Read when absent. */
   table?: PartitionTable | null | undefined;
   signal?: AbortSignal | undefined;
@@ -125,11 +127,15 @@ export async function kernelMismatches(sysRoot: string, kname: string, table: Pa
  * const { table } = await syncKernelPartitions(runner, '/dev/sda', { mode: 'strict', signal, log });
  * // the kernel's /dev/sda1… are where table.partitions says
  */
+export async function syncKernelPartitions(
+  runner: CommandRunner, device: string, options: SyncKernelPartitionsOptions & { mode: 'strict'; table?: PartitionTable | undefined },
+): Promise<KernelPartitionSync & { table: PartitionTable }>;
+export async function syncKernelPartitions(runner: CommandRunner, device: string, options: SyncKernelPartitionsOptions): Promise<KernelPartitionSync>;
 export async function syncKernelPartitions(runner: CommandRunner, device: string, options: SyncKernelPartitionsOptions): Promise<KernelPartitionSync> {
   const { signal, log } = options;
   const code = options.code ?? 'PARTITION_VALIDATION_FAILED';
   const table = options.table !== undefined ? options.table
-    : options.mode === 'strict' ? await readPartitionTable(runner, device, { signal, code })
+    : options.mode === 'strict' ? await readPartitionTable(runner, device, { signal, code, context: options.context })
     : await readPartitionTableIfAny(runner, device, { signal, log });
   const sysRoot = options.sysRoot ?? '/sys';
   const kname = basename(await realpath(device).catch(() => device));

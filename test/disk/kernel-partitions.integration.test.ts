@@ -190,8 +190,8 @@ describe('kernel partitions follow the table after bootc rewrote it', () => {
       run('sgdisk', ['-n1:0:+64M', '-n2:0:+64M', loop.device]);
       const { table } = await syncKernelPartitions(runner, loop.device, { mode: 'strict' });
       assert.deepEqual(kernelPartitions(loop.device), [1, 2]);
-      assert.equal(await kernelStart(loop.device, 2), partitionBytes(table!, table!.partitions[1]!).start);
-      assert.equal(table!.sectorSize, flags[0] === '--partscan' ? 512 : 4096);
+      assert.equal(await kernelStart(loop.device, 2), partitionBytes(table, table.partitions[1]!).start);
+      assert.equal(table.sectorSize, flags[0] === '--partscan' ? 512 : 4096);
     });
   }
 });

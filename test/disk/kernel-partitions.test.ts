@@ -113,8 +113,8 @@ describe('syncKernelPartitions', () => {
   test('strict reads the table itself when not given one; an unreadable table is the caller\'s code', async () => {
     const kernel = fakeKernel({});
     const runner = createFakeRunner([{ argv: ['sfdisk', '--json', '--', DISK], exitCode: 1, stderr: 'does not contain a recognized partition table' }]);
-    await assert.rejects(syncKernelPartitions(runner, DISK, { mode: 'strict', code: 'PARTITION_VALIDATION_FAILED', sysRoot: kernel.sysRoot, udev: false }), {
-      code: 'PARTITION_VALIDATION_FAILED', message: /^Cannot read a partition table from \/dev\/fakesdx: /,
+    await assert.rejects(syncKernelPartitions(runner, DISK, { mode: 'strict', code: 'PARTITION_VALIDATION_FAILED', context: 'after install', sysRoot: kernel.sysRoot, udev: false }), {
+      code: 'PARTITION_VALIDATION_FAILED', message: /^Cannot read a partition table from \/dev\/fakesdx after install: /,
     });
   });
 
