@@ -30,3 +30,5 @@ export { systemClock, systemSleep } from './clock.ts';
 export type { Clock, Sleep } from './clock.ts';
 export { errorMessageOf } from './schemas.ts';
 export type { LookupConfig, LookupNode } from './schemas.ts';
+export { createStatusMessages, progressMessage } from './status-message.ts';
+export type { RunningCommand, StatusMessages } from './status-message.ts';
