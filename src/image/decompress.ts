@@ -11,6 +11,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { AgentError } from '../errors.ts';
+import { KiB, MiB } from '../io/sizes.ts';
 import type { Compression } from '../oci/index.ts';
 
 export type StreamCompression = Exclude<Compression, 'xz'> | 'xz';
@@ -35,7 +36,7 @@ export function isQcow2(first: Buffer): boolean {
   return startsWith(first, QCOW2_MAGIC);
 }
 
-const CHUNK = 1024 * 1024;
+const CHUNK = MiB;
 
 export interface DecompressOptions {
   signal?: AbortSignal | undefined;
@@ -52,7 +53,7 @@ export function decompress(input: AsyncIterable<Buffer>, compression: StreamComp
 }
 
 async function* gunzip(input: AsyncIterable<Buffer>, signal: AbortSignal | undefined): AsyncGenerator<Buffer> {
-  const zlib = createGunzip({ chunkSize: 256 * 1024 });
+  const zlib = createGunzip({ chunkSize: 256 * KiB });
   const feeding = pipeline(Readable.from(input, { objectMode: false, highWaterMark: CHUNK }), zlib, signal ? { signal } : {});
   // The pipeline's own rejection is read through the iteration below; avoid an unhandled one.
   feeding.catch(() => undefined);
@@ -181,7 +182,7 @@ export interface ZstdToFdOptions extends DecompressOptions {
   onWait?: ((ms: number) => void) | undefined;
 }
 
-const FEED_BATCH = 256 * 1024;
+const FEED_BATCH = 256 * KiB;
 
 /**
  * `zstd -dc` with its stdout on `fd` (the opened target): the decompressed bytes never pass

@@ -9,9 +9,10 @@ import { statfs } from 'node:fs/promises';
 import { z } from 'zod';
 import { AgentError, isAgentError } from '../errors.ts';
 import type { CommandRunner } from '../exec/index.ts';
+import { MiB } from '../io/sizes.ts';
 
 /** Space kept free in the temporary directory besides the image (logs, other state). */
-export const TEMP_RESERVE_BYTES = 64 * 1024 * 1024;
+export const TEMP_RESERVE_BYTES = 64 * MiB;
 
 export type FreeSpace = (dir: string) => Promise<number>;
 
@@ -22,7 +23,7 @@ export const statfsFreeSpace: FreeSpace = async (dir) => {
 };
 
 export function tempSpaceError(dir: string, neededBytes: number, freeBytes: number, known: boolean): AgentError {
-  const mib = (n: number) => `${Math.ceil(n / 1048576)} MiB`;
+  const mib = (n: number) => `${Math.ceil(n / MiB)} MiB`;
   return new AgentError('IMAGE_TEMP_NO_SPACE',
     `The qcow2 image needs a temporary copy of ${known ? '' : 'at least '}${mib(neededBytes)} in ${dir} for qemu-img convert, but only ${mib(freeBytes)} is free there (${mib(TEMP_RESERVE_BYTES)} kept in reserve); use a raw image or give the ramdisk more memory`, {
       details: { temp_dir: dir, needed_bytes: neededBytes, needed_is_lower_bound: !known, free_bytes: freeBytes, reserve_bytes: TEMP_RESERVE_BYTES },

@@ -41,22 +41,6 @@ export class PhaseClock {
   }
 }
 
-/** Wraps a chunk source so the time spent waiting for each chunk is charged to `phase`. */
-export async function* timedChunks(source: AsyncIterable<Buffer>, clock: PhaseClock, phase: PhaseName): AsyncGenerator<Buffer> {
-  const iterator = source[Symbol.asyncIterator]();
-  try {
-    for (;;) {
-      const started = performance.now();
-      const next = await iterator.next();
-      clock.add(phase, performance.now() - started);
-      if (next.done) return;
-      yield next.value;
-    }
-  } finally {
-    await iterator.return?.();
-  }
-}
-
 /** Time waiting for decompressed output, minus the network/hashing time spent inside that wait. */
 export async function* timedOutput(source: AsyncIterable<Buffer>, clock: PhaseClock): AsyncGenerator<Buffer> {
   const iterator = source[Symbol.asyncIterator]();
