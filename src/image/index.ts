@@ -20,10 +20,10 @@ export { checkChecksum, checksumFromImageInfo, parseChecksumString } from './che
 export type { ExpectedChecksum } from './checksum.ts';
 export { isQcow2, sniffCompression } from './decompress.ts';
 export type { StreamCompression } from './decompress.ts';
-export { redactUrl } from './http-source.ts';
 export { statfsFreeSpace, TEMP_RESERVE_BYTES } from './qcow2.ts';
 export type { FreeSpace } from './qcow2.ts';
-export { describeTarget, rereadPartitions } from './target.ts';
+export { rereadPartitions } from './partitions.ts';
+export { describeTarget } from './target.ts';
 export type { TargetInfo } from './target.ts';
 export { createStandbyImageCommands, createWriteImageStep } from './commands.ts';
 export type { WriteImageDepsSource } from './commands.ts';

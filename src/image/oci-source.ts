@@ -7,7 +7,7 @@
 import { AgentError } from '../errors.ts';
 import type { Credentials, DownloadSource, ImageInspection, OciClient } from '../oci/index.ts';
 import type { StreamCompression } from './decompress.ts';
-import type { OpenedSource } from './http-source.ts';
+import type { OpenedSource } from './types.ts';
 
 export interface OciSourceOptions {
   signal?: AbortSignal | undefined;

@@ -1,15 +1,21 @@
 /**
- * Opening the first working URL of a list: `oci://` through the OCI client, `http(s)://` with
- * the supplied headers. A URL that cannot start is logged and the next one is tried; when all
- * fail, one IMAGE_DOWNLOAD_FAILED lists each URL and why.
+ * Opening the first working URL of a list: `oci://` through the OCI client, `http(s)://`
+ * through the downloader (src/io/http.ts) as IPA's `_download_with_proxy` fetches an image: one
+ * GET, status 200 expected, connection errors and 5xx retried a few times, the conductor's
+ * `Authorization` header sent as is. A URL that cannot start is logged and the next one is
+ * tried; when all fail, one IMAGE_DOWNLOAD_FAILED lists each URL and why.
  * @module
  */
 import { AgentError, toAgentError } from '../errors.ts';
+import { httpDownload } from '../io/http.ts';
+import { redactUrl } from '../io/url.ts';
 import type { Logger } from '../log/index.ts';
 import type { StreamCompression } from './decompress.ts';
-import { openHttpSource, redactUrl, type OpenedSource } from './http-source.ts';
 import { openOciSource } from './oci-source.ts';
-import type { DiskFormat, WriteArtifactOptions, WriteArtifactResult } from './write.ts';
+import type { DiskFormat, OpenedSource, WriteArtifactOptions, WriteArtifactResult } from './types.ts';
+
+/** Retries of an http(s) image URL after a connection error or a 5xx, when the caller sets none. */
+export const HTTP_IMAGE_RETRIES = 3;
 
 export interface Opened {
   url: string;
@@ -22,6 +28,31 @@ export interface Opened {
   oci?: WriteArtifactResult['oci'];
 }
 
+async function openOci(options: WriteArtifactOptions, url: string): Promise<Opened> {
+  if (!options.oci) throw new AgentError('INTERNAL', 'oci:// source without an OCI client');
+  const src = await openOciSource(options.oci, url, {
+    signal: options.signal, credentials: options.credentials, platform: options.platform, downloadSource: options.downloadSource,
+  });
+  return {
+    url, kind: 'oci', source: src, compression: src.compression, diskFormat: src.diskFormat, uncompressedSize: src.uncompressedSize,
+    ociDigest: src.digest,
+    oci: { reference: src.image.podmanReference, manifestDigest: src.image.digest, blobDigest: src.digest, fileName: src.image.fileName },
+  };
+}
+
+async function openHttp(options: WriteArtifactOptions, url: string): Promise<Opened> {
+  if (options.requireChecksum && !options.checksum) {
+    throw new AgentError('IMAGE_CHECKSUM_UNSUPPORTED', 'Image checksum is not available: give os_hash_algo and os_hash_value (or checksum) for http(s) image URLs');
+  }
+  const source = await httpDownload(url, {
+    ...options.http,
+    retries: options.http?.retries ?? HTTP_IMAGE_RETRIES,
+    subject: 'the image', errorCode: 'IMAGE_DOWNLOAD_FAILED', okStatus: 200,
+    signal: options.signal, headers: options.headers,
+  });
+  return { url, kind: 'http', source };
+}
+
 export async function openFirst(options: WriteArtifactOptions, log: Logger | undefined): Promise<Opened> {
   const urls = typeof options.source === 'string' ? [options.source] : [...options.source];
   if (urls.length === 0) throw new AgentError('DEPLOY_ARGS_INVALID', 'No image URL given');
@@ -29,24 +60,8 @@ export async function openFirst(options: WriteArtifactOptions, log: Logger | und
   let lastError: AgentError | undefined;
   for (const url of urls) {
     try {
-      if (/^oci:\/\//i.test(url)) {
-        if (!options.oci) throw new AgentError('INTERNAL', 'oci:// source without an OCI client');
-        const src = await openOciSource(options.oci, url, {
-          signal: options.signal, credentials: options.credentials, platform: options.platform, downloadSource: options.downloadSource,
-        });
-        return {
-          url, kind: 'oci', source: src, compression: src.compression, diskFormat: src.diskFormat, uncompressedSize: src.uncompressedSize,
-          ociDigest: src.digest,
-          oci: { reference: src.image.podmanReference, manifestDigest: src.image.digest, blobDigest: src.digest, fileName: src.image.fileName },
-        };
-      }
-      if (/^https?:\/\//i.test(url)) {
-        if (options.requireChecksum && !options.checksum) {
-          throw new AgentError('IMAGE_CHECKSUM_UNSUPPORTED', 'Image checksum is not available: give os_hash_algo and os_hash_value (or checksum) for http(s) image URLs');
-        }
-        const src = await openHttpSource(url, { ...options.http, signal: options.signal, headers: options.headers });
-        return { url, kind: 'http', source: src };
-      }
+      if (/^oci:\/\//i.test(url)) return await openOci(options, url);
+      if (/^https?:\/\//i.test(url)) return await openHttp(options, url);
       throw new AgentError('DEPLOY_ARGS_INVALID', `Unsupported image URL scheme in ${redactUrl(url)} (oci://, https:// and http:// are supported)`);
     } catch (err) {
       const e = toAgentError(err);

@@ -105,6 +105,24 @@ describe('http(s) images', { skip }, () => {
     assert.deepEqual(await readdir(temp), [], 'temporary copy removed');
   });
 
+  test('qcow2 with a checksum: verified once, before the conversion, and reported', async () => {
+    const out = join(tmp.dir, 'from-qcow2-checked.raw');
+    const checksum = { algorithm: 'sha256', value: sha256(qcow2) };
+    const result = await writeArtifactToTarget({ source: `${server.url}/disk.qcow2`, target: out, runner, http: http(), tempDir: tmp.dir, checksum });
+    assert.equal(result.digest, `sha256:${sha256(qcow2)}`);
+    assert.equal(result.checksumVerified, true);
+    assert.equal(sha256(await readFile(out)), sha256(image));
+    await assert.rejects(writeArtifactToTarget({
+      source: `${server.url}/disk.qcow2`, target: join(tmp.dir, 'bad-qcow2.raw'), runner, http: http(), tempDir: tmp.dir,
+      checksum: { algorithm: 'sha256', value: 'e'.repeat(64) },
+    }), (e: unknown) => {
+      code('IMAGE_CHECKSUM_MISMATCH')(e);
+      assert.equal((e as AgentError).details.cleanup, 'untouched', 'refused before qemu-img wrote the target');
+      return true;
+    });
+    assert.equal(existsSync(join(tmp.dir, 'bad-qcow2.raw')), false);
+  });
+
   test('qcow2 without room for the temporary copy: IMAGE_TEMP_NO_SPACE naming the numbers', async () => {
     const out = join(tmp.dir, 'nospace.raw');
     await assert.rejects(writeArtifactToTarget({

@@ -10,8 +10,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { AgentError } from '../../src/errors.ts';
 import { zstdHead } from '../../src/image/decompress.ts';
-import { writeChunks, writeZstdToTarget } from '../../src/image/target.ts';
 import { PhaseClock } from '../../src/image/timing.ts';
+import { writeChunks } from '../../src/image/write-chunks.ts';
+import { writeZstdToTarget } from '../../src/image/write-zstd.ts';
 import { zstdCompress } from '../helpers/registry.ts';
 import { attachLoop, loopUnavailable, readHead, tempDir, toolMissing, type LoopDevice } from './helpers.ts';
 
