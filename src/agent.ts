@@ -9,18 +9,21 @@ import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Dispatcher } from 'undici';
 import { createRouter, startApiServer, type ApiServer } from './api/index.ts';
+import type { BootcStepDeps } from './bootc/deps.ts';
+import { createBootcStep } from './bootc/register.ts';
 import {
-  CommandExecutor, createCleanSteps, createMachineCommands, createStepCommands, StepRegistry, type Progress, type StepDefinition,
+  CommandExecutor, createCleanSteps, createMachineCommands, createStepCommands, StepRegistry, type StepDefinition,
 } from './commands/index.ts';
 import type { Config } from './config/index.ts';
-import { buildCallbackUrl, createHeartbeater, createIronicClient, findAdvertiseAddress, type Heartbeater, type IronicClient } from './conductor/index.ts';
-import type { BootcStepDeps } from './deploy/bootc-step.ts';
-import { createLazyBootcStep } from './deploy/step.ts';
-import { createStandbyImageCommands, createWriteImageStep } from './image/commands.ts';
-import type { WriteImageDeps } from './image/step.ts';
+import {
+  buildCallbackUrl, createHeartbeater, createIronicClient, createStatusMessages, findAdvertiseAddress, type Heartbeater, type IronicClient,
+} from './conductor/index.ts';
 import { AgentError } from './errors.ts';
 import type { CommandRunner } from './exec/index.ts';
 import { collectInventory, createHardwareCommands, listNetworkInterfaces } from './hardware/index.ts';
+import { createStandbyImageCommands, createWriteImageStep } from './image/register.ts';
+import type { WriteImageDeps } from './image/step.ts';
+import { readCaFile } from './io/ca-file.ts';
 import type { Logger } from './log/index.ts';
 import type { OciClient } from './oci/index.ts';
 import { createStateStore, loadOrCreateCertificate, type StateStore } from './state/index.ts';
@@ -54,169 +57,192 @@ export interface Agent {
   readonly executor: CommandExecutor;
 }
 
-// A short human summary of a command's progress for the heartbeat's agent_status_message.
-function statusMessage(command: string, progress: Progress | undefined): string {
-  if (!progress) return `running ${command}`;
-  const bytes = progress.bytes_total ? ` (${Math.floor(((progress.bytes_done ?? 0) * 100) / progress.bytes_total)}% of ${Math.ceil(progress.bytes_total / 1048576)} MiB)` : '';
-  return `${command}: ${progress.phase}: ${progress.message}${bytes}`.slice(0, 255);
+/** What the commands read from the running agent, and what they ask of it. */
+interface CommandHooks {
+  getToken(): string | undefined;
+  lockdown(): Promise<void>;
+  onFinished(status: string): void;
 }
 
-export function createAgent(deps: AgentDeps): Agent {
-  const { config, runner } = deps;
-  const log = deps.log;
-  const startedAt = Date.now() / 1000;
-  const store: StateStore = createStateStore(config.state_dir);
-  const shutdown = new AbortController();
-  const lockedDown = new AbortController();
-  let token: string | undefined;
-  let server: ApiServer | undefined;
-  let client: IronicClient | undefined;
-  let heartbeater: Heartbeater | undefined;
-  let callbackUrl = '';
-  let certificatePem: string | undefined;
+// The OCI client, the deploy steps' code and the config-drive writer load when a step first
+// needs them (dynamic imports): an agent that only heartbeats never builds them.
+function lazyStepDeps(deps: AgentDeps, store: StateStore) {
+  const { config, runner, log } = deps;
+  let oci: Promise<OciClient> | undefined;
   let partitionUuids: Record<string, string> = {};
-  let skipBmcDetect = false;
-  // Ironic keeps the last non-empty agent_status_message it received, so once a command whose
-  // progress went out in a heartbeat finishes, the next heartbeats say how it ended instead of
-  // leaving its last progress line on the node.
-  let progressSentFor: string | undefined;
-  let endMessage: string | undefined;
-
-  // The OCI client, the deploy steps' code and the config-drive writer load when a step first
-  // needs them (dynamic imports): an agent that only heartbeats never builds them.
-  let ociClient: Promise<OciClient> | undefined;
-  const getOci = (): Promise<OciClient> => (ociClient ??= deps.oci
+  const getOci = (): Promise<OciClient> => (oci ??= deps.oci
     ? Promise.resolve(deps.oci)
     : import('./oci/index.ts').then((m) => m.createOciClient({ log: log.child({ component: 'oci' }) })));
+  // Config-drive URLs are fetched with the same TLS settings as image URLs.
   const writeConfigDrive: WriteImageDeps['writeConfigDrive'] = async (device, value, options) => {
-    const configdrive = await import('./configdrive/index.ts');
-    return { ...(await configdrive.writeConfigDrive(device, value, { runner, ...options })) };
+    const [configdrive, ca] = await Promise.all([import('./configdrive/index.ts'), readCaFile(config.ca_file)]);
+    return { ...(await configdrive.writeConfigDrive(device, value, { runner, insecure: config.insecure, ca, ...options })) };
   };
   const recordPartitionUuids = (uuids: Record<string, string>): void => { partitionUuids = uuids; };
-
-  const executor = new CommandExecutor({
-    log,
-    onFinished: (result) => {
-      if (progressSentFor) endMessage = `${progressSentFor}: ${result.command_status}`;
-      progressSentFor = undefined;
-      heartbeater?.force();
-    },
-  });
   const getNode = async () => (await store.readNode())?.node;
-  const imageDeps = async (): Promise<WriteImageDeps> => ({ runner, config, oci: await getOci(), writeConfigDrive, recordPartitionUuids, getNode });
-  const bootcDeps = async (): Promise<BootcStepDeps> => ({ runner, config, oci: await getOci(), writeConfigDrive, recordPartitionUuids });
+  const common = async () => ({ runner, config, oci: await getOci(), writeConfigDrive, recordPartitionUuids });
+  return {
+    getNode,
+    partitionUuids: () => partitionUuids,
+    image: async (): Promise<WriteImageDeps> => ({ ...(await common()), getNode }),
+    bootc: (): Promise<BootcStepDeps> => common(),
+    /** The OCI client, if one was built. */
+    builtOci: async () => deps.oci ?? (oci ? await oci.catch(() => undefined) : undefined),
+  };
+}
+
+function createCommands(deps: AgentDeps, stepDeps: ReturnType<typeof lazyStepDeps>, hooks: CommandHooks): CommandExecutor {
+  const { config, runner, log } = deps;
+  const executor = new CommandExecutor({ log, onFinished: (result) => hooks.onFinished(result.command_status) });
   const steps = new StepRegistry();
   steps.register([
     ...createCleanSteps({ runner, includeLoopDevices: config.include_loop_devices }),
-    createLazyBootcStep(bootcDeps),
-    createWriteImageStep(imageDeps),
+    createBootcStep(stepDeps.bootc),
+    createWriteImageStep(stepDeps.image),
     ...(deps.extraSteps ?? []),
   ]);
-  const inventory = (signal: AbortSignal) => collectInventory({
-    runner, signal, log, bootif: config.bootif, includeLoop: config.include_loop_devices, skipBmcDetect,
-  });
   executor.register([
     ...createStepCommands(steps),
-    ...createStandbyImageCommands(imageDeps, getNode),
+    ...createStandbyImageCommands(stepDeps.image, stepDeps.getNode),
     ...createHardwareCommands({ runner, bootif: config.bootif, includeLoop: config.include_loop_devices }),
     ...createMachineCommands({
       power: deps.power,
       collectLogs: (signal) => collectSystemLogs({
         runner, log, signal, agentLogFile: config.log_file ?? `${config.state_dir}/agent.log`,
-        secrets: () => (token ? [token] : []),
+        secrets: () => { const token = hooks.getToken(); return token ? [token] : []; },
       }),
-      lockdown: async () => {
-        log.warn('locking down: heartbeats stop and the API closes');
-        await heartbeater?.stop();
-        setImmediate(() => void server?.close().then(() => lockedDown.abort()));
-      },
-      partitionUuids: () => partitionUuids,
+      lockdown: hooks.lockdown,
+      partitionUuids: stepDeps.partitionUuids,
       ...(deps.replyGraceMs === undefined ? {} : { replyGraceMs: deps.replyGraceMs }),
     }),
   ]);
+  return executor;
+}
 
-  // The token for a standalone agent: configured, persisted, or made here and persisted.
-  async function standaloneToken(known: string | undefined): Promise<string> {
-    if (known) return known;
-    const made = randomBytes(32).toString('base64url');
-    await store.writeToken(made);
-    log.warn({ path: `${config.state_dir}/token` }, 'no conductor and no agent_token: generated a token');
-    return made;
+async function loadTls(deps: AgentDeps, store: StateStore, advertiseHost: string, minVersion: string | undefined) {
+  const { config, log } = deps;
+  if (config.advertise_protocol === 'http') return undefined;
+  const tlsMin = minVersion === '1.3' || config.tls_min_version === '1.3' ? 'TLSv1.3' as const : 'TLSv1.2' as const;
+  if (config.tls_cert_file && config.tls_key_file) {
+    const [certPem, keyPem] = await Promise.all([readFile(config.tls_cert_file, 'utf8'), readFile(config.tls_key_file, 'utf8')]).catch((err: unknown) => {
+      throw new AgentError('TLS_SETUP_FAILED', `Cannot read tls_cert_file/tls_key_file: ${(err as Error).message}`, { cause: err });
+    });
+    return { certPem, keyPem, minVersion: tlsMin };
   }
+  const pair = await loadOrCreateCertificate(store, { advertiseHost, log });
+  return { certPem: pair.certPem, keyPem: pair.keyPem, minVersion: tlsMin };
+}
 
-  async function loadTls(advertiseHost: string, minVersion: string | undefined) {
-    if (config.advertise_protocol === 'http') return undefined;
-    const tlsMin = minVersion === '1.3' || config.tls_min_version === '1.3' ? 'TLSv1.3' as const : 'TLSv1.2' as const;
-    if (config.tls_cert_file && config.tls_key_file) {
-      const [certPem, keyPem] = await Promise.all([readFile(config.tls_cert_file, 'utf8'), readFile(config.tls_key_file, 'utf8')]).catch((err: unknown) => {
-        throw new AgentError('TLS_SETUP_FAILED', `Cannot read tls_cert_file/tls_key_file: ${(err as Error).message}`, { cause: err });
-      });
-      return { certPem, keyPem, minVersion: tlsMin };
-    }
-    const pair = await loadOrCreateCertificate(store, { advertiseHost, log });
-    return { certPem: pair.certPem, keyPem: pair.keyPem, minVersion: tlsMin };
+/** Who the agent is for the conductor: found by lookup, or standalone without one. */
+interface Identity {
+  token: string | undefined;
+  advertiseHost: string;
+  conductor?: { client: IronicClient; nodeUuid: string; heartbeatTimeout: number; tlsMin: string | undefined; skipBmcDetect: boolean };
+}
+
+async function lookUpIdentity(deps: AgentDeps, store: StateStore, signal: AbortSignal): Promise<Identity> {
+  const { config, log, runner } = deps;
+  const known = (await store.readToken()) ?? config.agent_token;
+  if (!config.api_url) {
+    log.warn('no api_url: serving the API without lookup or heartbeats (standalone)');
+    return { token: await standaloneToken(deps, store, known), advertiseHost: config.advertise_host ?? '127.0.0.1' };
+  }
+  const client = createIronicClient({ config, log, agentVersion: deps.version, ...(deps.ironicDispatcher ? { dispatcher: deps.ironicDispatcher } : {}) });
+  // Version discovery happens inside the lookup loop, so an API that is not up yet is retried (IPA does the same).
+  const macs = deps.lookupMacs ? await deps.lookupMacs() : (await listNetworkInterfaces({ log })).map((i) => i.mac_address).filter((m): m is string => Boolean(m));
+  const found = await client.lookup({ macs, knownToken: known, signal });
+  if (found.token) await store.writeToken(found.token);
+  await store.writeNode(found.node.uuid, found.node as Record<string, unknown>, found.config as Record<string, unknown>);
+  return {
+    token: found.token,
+    advertiseHost: await findAdvertiseAddress({ config, runner, log, signal }),
+    conductor: {
+      client,
+      nodeUuid: found.node.uuid,
+      heartbeatTimeout: Number(found.config.heartbeat_timeout ?? 300),
+      tlsMin: typeof found.config.tls_min_version === 'string' ? found.config.tls_min_version : undefined,
+      skipBmcDetect: found.config.agent_skip_bmc_detect === true,
+    },
+  };
+}
+
+// The token for a standalone agent: configured, persisted, or made here and persisted.
+async function standaloneToken(deps: AgentDeps, store: StateStore, known: string | undefined): Promise<string> {
+  if (known) return known;
+  const made = randomBytes(32).toString('base64url');
+  await store.writeToken(made);
+  deps.log.warn({ path: `${deps.config.state_dir}/token` }, 'no conductor and no agent_token: generated a token');
+  return made;
+}
+
+// The callback URL must never change within one ramdisk boot: the conductor refuses that.
+async function settleCallbackUrl(store: StateStore, log: Logger, fresh: string): Promise<string> {
+  const persisted = await store.readCallbackUrl();
+  if (persisted && persisted !== fresh) log.warn({ persisted, now: fresh }, 'callback URL changed since the last start (new address or port)');
+  await store.writeCallbackUrl(fresh);
+  return fresh;
+}
+
+export function createAgent(deps: AgentDeps): Agent {
+  const { config, log } = deps;
+  const startedAt = Date.now() / 1000;
+  const store: StateStore = createStateStore(config.state_dir);
+  const shutdown = new AbortController();
+  const lockedDown = new AbortController();
+  const statusMessages = createStatusMessages();
+  let identity: Identity | undefined;
+  let server: ApiServer | undefined;
+  let heartbeater: Heartbeater | undefined;
+  let callbackUrl = '';
+  let certificatePem: string | undefined;
+
+  const stepDeps = lazyStepDeps(deps, store);
+  const executor = createCommands(deps, stepDeps, {
+    getToken: () => identity?.token,
+    lockdown: async () => {
+      log.warn('locking down: heartbeats stop and the API closes');
+      await heartbeater?.stop();
+      setImmediate(() => void server?.close().then(() => lockedDown.abort()));
+    },
+    onFinished: (status) => {
+      statusMessages.finished(status);
+      heartbeater?.force();
+    },
+  });
+
+  function startHeartbeats(conductor: NonNullable<Identity['conductor']>): Heartbeater {
+    const beats = createHeartbeater({
+      client: conductor.client, log,
+      getState: () => {
+        const message = statusMessages.next(executor.current());
+        return {
+          nodeUuid: conductor.nodeUuid, callbackUrl, token: identity?.token, verifyCaPem: certificatePem, heartbeatTimeout: conductor.heartbeatTimeout,
+          ...(message ? { statusMessage: message } : {}),
+        };
+      },
+    });
+    beats.start(shutdown.signal);
+    return beats;
   }
 
   async function start(): Promise<void> {
     if (config.hardware_initialization_delay > 0) await sleep(config.hardware_initialization_delay * 1000, undefined, { signal: shutdown.signal });
-    const known = (await store.readToken()) ?? config.agent_token;
-    let nodeUuid: string | undefined;
-    let heartbeatTimeout = 300;
-    let lookupTlsMin: string | undefined;
-    let advertiseHost: string;
-
-    if (config.api_url) {
-      client = createIronicClient({ config, log, agentVersion: deps.version, ...(deps.ironicDispatcher ? { dispatcher: deps.ironicDispatcher } : {}) });
-      // Version discovery happens inside the lookup loop, so an API that is not up yet is retried (IPA does the same).
-      const macs = deps.lookupMacs ? await deps.lookupMacs() : (await listNetworkInterfaces({ log })).map((i) => i.mac_address).filter((m): m is string => Boolean(m));
-      const found = await client.lookup({ macs, knownToken: known, signal: shutdown.signal });
-      nodeUuid = found.node.uuid;
-      token = found.token;
-      heartbeatTimeout = Number(found.config.heartbeat_timeout ?? 300);
-      lookupTlsMin = typeof found.config.tls_min_version === 'string' ? found.config.tls_min_version : undefined;
-      skipBmcDetect = found.config.agent_skip_bmc_detect === true;
-      if (token) await store.writeToken(token);
-      await store.writeNode(found.node.uuid, found.node as Record<string, unknown>, found.config as Record<string, unknown>);
-      advertiseHost = await findAdvertiseAddress({ config, runner, log, signal: shutdown.signal });
-    } else {
-      token = await standaloneToken(known);
-      advertiseHost = config.advertise_host ?? '127.0.0.1';
-      log.warn('no api_url: serving the API without lookup or heartbeats (standalone)');
-    }
-
-    const tls = await loadTls(advertiseHost, lookupTlsMin);
+    identity = await lookUpIdentity(deps, store, shutdown.signal);
+    const tls = await loadTls(deps, store, identity.advertiseHost, identity.conductor?.tlsMin);
     certificatePem = tls?.certPem;
     const router = createRouter({
       executor, log, agentVersion: deps.version, startedAt,
-      getToken: () => token,
-      getInventory: inventory,
+      getToken: () => identity?.token,
+      getInventory: (signal) => collectInventory({
+        runner: deps.runner, signal, log, bootif: config.bootif, includeLoop: config.include_loop_devices,
+        skipBmcDetect: identity?.conductor?.skipBmcDetect ?? false,
+      }),
     });
     server = await startApiServer({ router, log, host: config.listen_host, port: config.listen_port, maxBodyBytes: config.max_request_body_bytes, ...(tls ? { tls } : {}) });
-
-    // The callback URL must never change within one ramdisk boot: the conductor refuses that.
-    const persisted = await store.readCallbackUrl();
-    const fresh = buildCallbackUrl(tls ? 'https' : 'http', advertiseHost, config.advertise_port ?? server.address.port);
-    callbackUrl = persisted && persisted === fresh ? persisted : fresh;
-    if (persisted && persisted !== fresh) log.warn({ persisted, now: fresh }, 'callback URL changed since the last start (new address or port)');
-    await store.writeCallbackUrl(callbackUrl);
-    log.info({ callback_url: callbackUrl, node_uuid: nodeUuid }, 'agent ready');
-
-    if (client && nodeUuid) {
-      const uuid = nodeUuid;
-      heartbeater = createHeartbeater({
-        client, log,
-        getState: () => {
-          const current = executor.current();
-          if (current) progressSentFor = current.name;
-          const message = current ? statusMessage(current.name, current.progress) : endMessage;
-          return {
-            nodeUuid: uuid, callbackUrl, token, verifyCaPem: certificatePem, heartbeatTimeout,
-            ...(message ? { statusMessage: message } : {}),
-          };
-        },
-      });
-      heartbeater.start(shutdown.signal);
-    }
+    const port = config.advertise_port ?? server.address.port;
+    callbackUrl = await settleCallbackUrl(store, log, buildCallbackUrl(tls ? 'https' : 'http', identity.advertiseHost, port));
+    log.info({ callback_url: callbackUrl, node_uuid: identity.conductor?.nodeUuid }, 'agent ready');
+    if (identity.conductor) heartbeater = startHeartbeats(identity.conductor);
   }
 
   async function stop(): Promise<void> {
@@ -224,9 +250,8 @@ export function createAgent(deps: AgentDeps): Agent {
     await heartbeater?.stop();
     await executor.abortRunning('the agent is stopping');
     await server?.close();
-    await client?.close();
-    const oci = deps.oci ?? (ociClient ? await ociClient.catch(() => undefined) : undefined);
-    await oci?.close();
+    await identity?.conductor?.client.close();
+    await (await stepDeps.builtOci())?.close();
   }
 
   return {
@@ -241,7 +266,7 @@ export function createAgent(deps: AgentDeps): Agent {
     get listenPort() { return server?.address.port ?? 0; },
     get callbackUrl() { return callbackUrl; },
     get certificatePem() { return certificatePem; },
-    get token() { return token; },
+    get token() { return identity?.token; },
     executor,
   };
 }

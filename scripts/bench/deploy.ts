@@ -1,6 +1,6 @@
 /**
  * Issue 4: what the agent's bootc step costs on top of the commands it wraps. The step
- * (src/deploy/bootc-step.ts, real runner, real OCI client) deploys the stand-in bootc image
+ * (src/bootc/step.ts, real runner, real OCI client) deploys the stand-in bootc image
  * (test/helpers/standin-image.ts) from a TLS registry onto a loop device; then the same
  * `podman pull` and `podman run … bootc install to-disk` argv it ran (recorded through the
  * runner) are replayed bare on the same image and disk. Overhead = agent / bare − 1.
@@ -71,7 +71,7 @@ function volumeSources(args: string[]): string[] {
 
 async function runDeploy(ctx: BenchContext): Promise<void> {
   requireRoot('rootful podman and loop devices');
-  for (const m of ['test/helpers/standin-image.ts', 'src/deploy/bootc-step.ts']) {
+  for (const m of ['test/helpers/standin-image.ts', 'src/bootc/register.ts']) {
     if (!moduleExists(m)) throw new Skip(`${m} does not exist yet`);
   }
   if (process.arch !== 'x64') throw new Skip('the stand-in layout is defined for x86_64');
@@ -79,7 +79,7 @@ async function runDeploy(ctx: BenchContext): Promise<void> {
   const standin = await import('../../test/helpers/standin-image.ts');
   const why = standin.standinUnavailable();
   if (why) throw new Skip(why);
-  const { createBootcStep } = await import('../../src/deploy/bootc-step.ts');
+  const { createBootcStep } = await import('../../src/bootc/register.ts');
   const { createExecaRunner } = await import('../../src/exec/index.ts');
   const { createSilentLogger } = await import('../../src/log/index.ts');
   const { createOciClient, DEFAULT_CERTS_DIRS } = await import('../../src/oci/index.ts');

@@ -6,8 +6,9 @@
  * @module
  */
 import { z } from 'zod';
+import { registryAuth, type RegistryAuth } from '../deploy/pull-secret.ts';
 import { AgentError } from '../errors.ts';
-import type { DownloadSource } from '../oci/index.ts';
+import { parseReference, type DownloadSource } from '../oci/index.ts';
 import { checksumFromImageInfo, type ExpectedChecksum } from './checksum.ts';
 import type { DiskFormat } from './write.ts';
 
@@ -37,7 +38,8 @@ export interface WriteImageRequest {
   downloadSource: DownloadSource;
   /** Decoded `Authorization` header value for http(s) URLs (a secret: never logged). */
   authorization?: string | undefined;
-  ociPullSecret?: string | undefined;
+  /** From `oci_pull_secret`, parsed for the registry of the first `oci://` URL. */
+  ociAuth?: RegistryAuth | undefined;
   configdrive?: string | undefined;
   /** `stream_raw_images: false` asks IPA to cache first; this agent streams anyway. */
   streamRequested: boolean;
@@ -58,6 +60,12 @@ function decodeAuthorization(value: string): string {
   const decoded = Buffer.from(text, 'base64').toString('utf8').trim();
   if (!decoded || /[\r\n\0]/.test(decoded)) throw invalid("Image 'image_request_authorization' does not decode to a header value");
   return decoded;
+}
+
+// A secret without an oci:// URL to use it for is not parsed, only masked.
+function ociAuth(pullSecret: string, urls: readonly string[]): RegistryAuth {
+  const ociUrl = urls.find((u) => /^oci:\/\//i.test(u));
+  return ociUrl ? registryAuth(pullSecret, parseReference(ociUrl)) : { secrets: [pullSecret] };
 }
 
 /** Validates `image_info` (+ the step's `configdrive`); `allowMd5` is IPA's `md5_enabled`. */
@@ -97,7 +105,7 @@ export function parseWriteImageRequest(rawInfo: unknown, configdrive: unknown, a
     ...(diskFormat ? { diskFormat } : {}),
     downloadSource: source === 'local' ? 'local' : 'http',
     ...(info.image_request_authorization ? { authorization: decodeAuthorization(info.image_request_authorization) } : {}),
-    ...(info.oci_pull_secret ? { ociPullSecret: info.oci_pull_secret } : {}),
+    ...(info.oci_pull_secret ? { ociAuth: ociAuth(info.oci_pull_secret, urls) } : {}),
     ...(typeof cd === 'string' && cd ? { configdrive: cd } : {}),
     streamRequested: info.stream_raw_images !== false,
   };

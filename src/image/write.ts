@@ -10,15 +10,14 @@
  * @module
  */
 import { rm } from 'node:fs/promises';
-import { eraseDevicesMetadata, type BlockDevice } from '../disk/index.ts';
+import { syncKernelPartitions, wipeDisk } from '../disk/index.ts';
 import { AgentError, describeError, toAgentError } from '../errors.ts';
 import type { CommandRunner } from '../exec/index.ts';
 import { closeQuietly, type Peeked } from '../io/peek.ts';
 import { redactUrl } from '../io/url.ts';
-import type { Logger } from '../log/index.ts';
+import { createSilentLogger, type Logger } from '../log/index.ts';
 import { WriteJob } from './job.ts';
 import { meterDownload, type MeteredDownload } from './meter.ts';
-import { rereadPartitions } from './partitions.ts';
 import { sniffImage, type SniffedImage } from './sniff.ts';
 import { openFirst, type Opened } from './source.ts';
 import { describeTarget, tooLarge, type TargetInfo } from './target.ts';
@@ -30,19 +29,13 @@ import { writeZstdToTarget } from './write-zstd.ts';
 export type { DiskFormat, WriteArtifactOptions, WriteArtifactResult, WriteProgress } from './types.ts';
 
 // A half-written target must not look like a good one: erase a disk's metadata, delete a file.
-async function wipeTarget(target: TargetInfo, runner: CommandRunner, log: Logger | undefined): Promise<string> {
+async function wipeTarget(target: TargetInfo, runner: CommandRunner, log: Logger): Promise<string> {
+  if (target.kind === 'block') return wipeDisk(runner, target.path, { log });
   try {
-    if (target.kind === 'file') {
-      await rm(target.path, { force: true });
-      return 'deleted';
-    }
-    const device = { name: target.path, removable: false, read_only: false } as BlockDevice;
-    await eraseDevicesMetadata({ runner, devices: [device], ...(log ? { log } : {}) });
-    log?.info({ device: target.path }, 'disk wiped after the failed image write');
-    return 'wiped';
+    await rm(target.path, { force: true });
+    return 'deleted';
   } catch (err) {
-    const e = new AgentError('DISK_WIPE_FAILED', `Wiping ${target.path} after the failed image write failed too`, { cause: err });
-    log?.error({ err: e }, 'target state unknown');
+    log.error({ err, target: target.path }, 'could not delete the partly written file');
     return describeError(toAgentError(err));
   }
 }
@@ -64,14 +57,15 @@ async function writeRaw(job: WriteJob, target: TargetInfo, image: SniffedImage &
     : writeZstdToTarget(target.path, target.kind, image.compressed, { ...writeOptions, signal: options.signal, zstdPath: options.zstdPath });
 }
 
-// After the write: the whole download verified, then the kernel told about the new partitions.
+// After the write: the whole download verified, then the kernel's partitions made to match the
+// image's table (an image without one leaves the kernel with none).
 async function finish(job: WriteJob, target: TargetInfo, download: MeteredDownload, options: WriteArtifactOptions): Promise<{ digest: string; partitionsReread: string[] }> {
   job.checkComplete();
   const digest = download.digest();
   let partitionsReread: string[] = [];
   if (target.kind === 'block') {
     job.enter('partitions');
-    partitionsReread = await rereadPartitions(options.runner, target.path, options.log, options.signal);
+    ({ steps: partitionsReread } = await syncKernelPartitions(options.runner, target.path, { mode: 'lenient', signal: options.signal, log: options.log }));
   }
   job.report(true);
   return { digest, partitionsReread };
@@ -83,7 +77,7 @@ async function failed(err: unknown, job: WriteJob, target: TargetInfo, shownSour
   const failure = toAgentError(err);
   // Log the first error before cleanup so a cleanup failure can never hide it.
   log?.error({ err: failure, target: target.path, written: job.written }, 'image write failed');
-  const cleanup = job.touched && options.wipeOnFailure !== false ? await wipeTarget(target, options.runner, log) : 'untouched';
+  const cleanup = job.touched && options.wipeOnFailure !== false ? await wipeTarget(target, options.runner, log ?? createSilentLogger()) : 'untouched';
   return new AgentError(failure.code, failure.message, {
     cause: failure,
     details: { ...failure.details, target: target.path, source: shownSource, bytes_written: job.written, bytes_downloaded: job.downloaded, cleanup },

@@ -128,7 +128,7 @@ describe('oci:// disk images from a real registry', { skip }, () => {
       assert.equal(result.target.sizeBytes, 32 * 1024 * 1024);
       assert.equal(result.compression, 'gzip');
       assert.equal(sha256(await readHead(loop.device, image.length)), sha256(image));
-      assert.ok(result.partitionsReread.includes('partprobe'), JSON.stringify(result.partitionsReread));
+      assert.ok(result.partitionsReread.includes('partx -a'), JSON.stringify(result.partitionsReread));
       assert.ok(existsSync(`${loop.device}p2`), 'partition 2 node after the re-read');
       assert.ok(!existsSync(`${loop.device}p3`), 'stale partition 3 removed');
     });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { checkAdmission } from '../../src/deploy/admission.ts';
-import { bootcMilestone, createPullTracker } from '../../src/deploy/progress.ts';
+import { checkAdmission } from '../../src/bootc/admission.ts';
+import { bootcMilestone, createPullTracker } from '../../src/bootc/progress.ts';
 import type { AgentError } from '../../src/errors.ts';
 
 const d = (c: string) => `sha256:${c.repeat(64)}`;

@@ -7,15 +7,20 @@
  */
 import { z } from 'zod';
 import { parseBool } from '../config/index.ts';
+import { registryAuth, type RegistryAuth } from '../deploy/pull-secret.ts';
 import { AgentError } from '../errors.ts';
+import { parseReference, type ImageReference } from '../oci/index.ts';
 
 export const FILESYSTEMS = ['xfs', 'ext4', 'btrfs'] as const;
 export type Filesystem = (typeof FILESYSTEMS)[number];
 
 export interface BootcDeployRequest {
   imageSource: string;
+  /** `imageSource` parsed. */
+  image: ImageReference;
   configdrive: string | null;
-  pullSecret: string | null;
+  /** From `oci_pull_secret`, parsed for the image's registry. */
+  auth: RegistryAuth | undefined;
   authorizedKeys: string[];
   tpm2Luks: boolean;
   /** Bind-mount an install-config drop-in that allows tpm2-luks (images often only allow direct). */
@@ -95,10 +100,12 @@ export function parseBootcDeployRequest(args: Record<string, unknown>, node: { i
   if (target !== undefined && target !== null && (typeof target !== 'string' || !/^[a-z0-9][^\s]*$/i.test(target.replace(/^oci:\/\//, '')))) {
     invalid('bootc_target_imgref', 'expected an image reference such as registry.example/os:stable');
   }
+  const image = parseReference(parsed.data.image_source);
   return {
     imageSource: parsed.data.image_source,
+    image,
     configdrive: (parsed.data.configdrive as string | null | undefined) || null,
-    pullSecret: parsed.data.oci_pull_secret || null,
+    auth: parsed.data.oci_pull_secret ? registryAuth(parsed.data.oci_pull_secret, image) : undefined,
     authorizedKeys: parseKeys(ii.bootc_authorized_keys),
     tpm2Luks: parseStrictBool('bootc_tpm2_luks', ii.bootc_tpm2_luks, false),
     luksAllowInInstallConfig: parseLuks(ii.bootc_luks).allow,

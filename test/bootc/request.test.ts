@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseBootcDeployRequest } from '../../src/deploy/request.ts';
+import { parseBootcDeployRequest } from '../../src/bootc/request.ts';
 import type { AgentError } from '../../src/errors.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl user@host';
@@ -14,7 +14,12 @@ describe('parseBootcDeployRequest', () => {
     );
     assert.equal(r.imageSource, 'oci://quay.io/org/os:tag');
     assert.equal(r.configdrive, 'H4sIA');
-    assert.equal(r.pullSecret, 'ZjAw');
+    assert.equal(r.image.registry, 'quay.io');
+    assert.equal(r.image.repository, 'org/os');
+    // Parsed once, here: base64 of a token (Ironic's wire format for a secret without `user:`).
+    assert.equal(r.auth?.shape, 'base64-token');
+    assert.deepEqual(r.auth?.credentials, { type: 'registry-token', token: 'f00' });
+    assert.deepEqual(r.auth?.secrets, ['ZjAw', 'f00']);
     assert.deepEqual(r.authorizedKeys, [KEY]);
     assert.equal(r.tpm2Luks, true);
   });

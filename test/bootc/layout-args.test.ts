@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { bootcFeatures, parseBootcVersion } from '../../src/deploy/bootc-version.ts';
-import { planLayout } from '../../src/deploy/layout.ts';
-import { buildInstallArgs, buildProbeArgs, buildPullArgs, luksDropInToml } from '../../src/deploy/podman-args.ts';
+import { bootcFeatures, parseBootcVersion } from '../../src/bootc/bootc-version.ts';
+import { planLayout } from '../../src/bootc/layout.ts';
+import { buildInstallArgs, buildProbeArgs, buildPullArgs, luksDropInToml } from '../../src/bootc/podman-args.ts';
 import type { AgentError } from '../../src/errors.ts';
 
 const GiB = 1024 ** 3;

@@ -4,9 +4,10 @@
  * with tpm2-luks: bootc-install.md §1.4).
  * @module
  */
+import { CONFIG_DRIVE_PARTITION_BYTES } from '../configdrive/index.ts';
 import { AgentError } from '../errors.ts';
+import { MiB } from '../io/sizes.ts';
 
-const MiB = 1024 * 1024;
 
 export interface LayoutInput {
   diskBytes: number;
@@ -24,8 +25,6 @@ export interface LayoutPlan {
   parts: Record<string, number>;
 }
 
-export const CONFIG_DRIVE_MIB = 64;
-
 export function planLayout(input: LayoutInput): LayoutPlan {
   const diskMiB = Math.floor(input.diskBytes / MiB);
   const x86 = input.arch === 'x86_64' || input.arch === 'amd64' || input.arch === 'x64';
@@ -37,7 +36,7 @@ export function planLayout(input: LayoutInput): LayoutPlan {
     ...(input.arch === 'ppc64le' ? { prep: 4 } : {}),
     ...(efi ? { esp: input.composefs ? 1024 : 512 } : {}),
     ...(input.tpm2Luks ? { boot: 510 } : {}),
-    config_drive: CONFIG_DRIVE_MIB,
+    config_drive: CONFIG_DRIVE_PARTITION_BYTES / MiB,
     // backup GPT (33 sectors) and 1 MiB alignment of the config drive's start
     tail_slack: 2,
   };

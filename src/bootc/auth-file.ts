@@ -13,12 +13,3 @@ export function podmanAuthJson(registry: string, credentials: Credentials): stri
     : { auth: Buffer.from(`${credentials.type === 'identity-token' ? credentials.username ?? '<token>' : '<token>'}:`).toString('base64'), identitytoken: credentials.token };
   return JSON.stringify({ auths: { [registry]: entry } });
 }
-
-/** Every string of a credential, for masking in errors and logs. */
-export function credentialSecrets(credentials: Credentials | undefined): string[] {
-  if (!credentials) return [];
-  if (credentials.type === 'basic') {
-    return [credentials.password, Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')];
-  }
-  return [credentials.token];
-}

@@ -16,8 +16,8 @@ export function buildPullArgs(imageRef: string, authFile: string | undefined): s
 
 /**
  * Reads `bootc --version` and the image's install configuration without privileges or network.
- * No `--rm`: podman would remove the container before exiting (~60 ms here); the step removes
- * it by name while the install runs instead.
+ * No `--rm`: podman would make the probe wait for the container's removal before exiting; the
+ * step removes it by name while the install runs instead (docs/benchmarks.md has the figures).
  */
 export function buildProbeArgs(imageRef: string, containerName: string): string[] {
   const script = [

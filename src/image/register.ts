@@ -1,22 +1,21 @@
 /**
  * What the agent registers for whole-disk images: the `write_image` deploy step and the
- * `standby.prepare_image` / `standby.cache_image` commands. Their code (src/image/step.ts and
- * the write path, the OCI client, the config-drive writer) loads when one first runs, so an
- * idle agent never builds it. `deps` is the dependencies themselves or a function that builds
- * them on first use.
+ * `standby.prepare_image` / `standby.cache_image` commands. Their code (./step.ts and the write
+ * path) and dependencies load when one first runs.
  * @module
  */
 import { z } from 'zod';
 import { defineCommand, type CommandContext, type CommandDefinition, type NodeInfo, type StepDefinition } from '../commands/index.ts';
+import { CONFIGDRIVE_ARG, resolveDeps, type DepsSource } from '../deploy/register.ts';
 import { AgentError } from '../errors.ts';
 import type { WriteImageDeps } from './step.ts';
 
-export type WriteImageDepsSource = WriteImageDeps | (() => Promise<WriteImageDeps>);
+export type WriteImageDepsSource = DepsSource<WriteImageDeps>;
 
 async function run(
   source: WriteImageDepsSource, name: string, imageInfo: unknown, configdrive: unknown, node: NodeInfo | undefined, ctx: CommandContext,
 ): Promise<Record<string, unknown>> {
-  const [{ runWriteImage }, deps] = await Promise.all([import('./step.ts'), typeof source === 'function' ? source() : source]);
+  const [{ runWriteImage }, deps] = await Promise.all([import('./step.ts'), resolveDeps(source)]);
   return runWriteImage(deps, name, imageInfo, configdrive, node, ctx);
 }
 
@@ -30,7 +29,7 @@ export function createWriteImageStep(deps: WriteImageDepsSource): StepDefinition
     reboot_requested: false,
     argsinfo: {
       image_info: { description: 'Ironic image_info: urls (http(s):// or oci://), os_hash_algo/os_hash_value, disk_format raw|qcow2, image_request_authorization, …', required: true },
-      configdrive: { description: 'gzip+base64 ISO 9660 config drive, or an http(s) URL to one', required: false },
+      configdrive: CONFIGDRIVE_ARG,
     },
     run: (args, ctx) => run(deps, 'write_image', args['image_info'], args['configdrive'], ctx.node, ctx),
   };

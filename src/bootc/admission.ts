@@ -6,8 +6,8 @@
  */
 import { readFile, statfs } from 'node:fs/promises';
 import { AgentError } from '../errors.ts';
+import { MiB } from '../io/sizes.ts';
 
-const MiB = 1024 * 1024;
 // statfs(2) magic numbers of memory-backed filesystems.
 const MEMORY_FS = new Set([0x01021994 /* tmpfs */, 0x858458f6 /* ramfs */]);
 

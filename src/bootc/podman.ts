@@ -20,7 +20,10 @@ export interface PodmanDeps {
   log: Logger;
   /** Private directory (0700) under which short-lived auth files are created. */
   secretsDir: string;
-  /** Seconds between pull attempts (podman 4.3 has no --retry-delay). */
+  /**
+   * Milliseconds before a pull is tried again, plus a random share of up to as much again
+   * (default 5000; podman 4.3 has no --retry-delay of its own).
+   */
   retryDelayMs?: number;
 }
 

@@ -1,0 +1,20 @@
+/**
+ * What the `execute_bootc_install` step needs from the agent (and tests), in a module of its
+ * own so that the step's parts can name it without importing the step.
+ * @module
+ */
+import type { Config } from '../config/index.ts';
+import type { DiskFinishDeps } from '../deploy/finish.ts';
+import type { CommandRunner } from '../exec/index.ts';
+import type { OciClient } from '../oci/index.ts';
+
+export interface BootcStepDeps extends DiskFinishDeps {
+  runner: CommandRunner;
+  config: Pick<Config, 'disable_bootc_deploy' | 'disk_wait_attempts' | 'disk_wait_delay' | 'include_loop_devices' | 'state_dir'>;
+  oci: OciClient;
+  /** Test seams. */
+  arch?: string;
+  storagePath?: string;
+  selinuxEnabled?: () => Promise<boolean>;
+  retryDelayMs?: number;
+}

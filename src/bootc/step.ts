@@ -1,0 +1,150 @@
+/**
+ * The `execute_bootc_install` deploy step: registry image → installed disk with config drive,
+ * SSH keys, kernel arguments and LUKS options. Phases: resolve (./resolve.ts), admission, disk,
+ * pull and probe (./podman.ts), install (./install.ts), verify, config drive. The skeleton —
+ * progress, timings, the error naming the phase, the wipe — is src/deploy/phased-step.ts.
+ * @module
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import { arch as osArch } from 'node:os';
+import { join } from 'node:path';
+import type { StepContext } from '../commands/index.ts';
+import { finishInstalledDisk } from '../deploy/finish.ts';
+import { runPhasedStep, type StepRun } from '../deploy/phased-step.ts';
+import { describePartitions, freeTailBytes } from '../disk/index.ts';
+import { AgentError } from '../errors.ts';
+import { checkAdmission } from './admission.ts';
+import { podmanAuthJson } from './auth-file.ts';
+import { bootcFeatures } from './bootc-version.ts';
+import type { BootcStepDeps } from './deps.ts';
+import { prepareInjectDir, runInstall, targetImgrefOf, type InstallPlan } from './install.ts';
+import { planLayout } from './layout.ts';
+import { probeBootc, pullImage, removeContainer, uniqueName, type PodmanDeps } from './podman.ts';
+import { parseBootcDeployRequest, type BootcDeployRequest } from './request.ts';
+import { resolveImage, startEarlyWork, type EarlyWork } from './resolve.ts';
+
+type Phase = 'resolve' | 'admission' | 'disk' | 'pull' | 'probe' | 'install' | 'verify' | 'configdrive' | 'done';
+
+// Node's architecture names → the names bootc layouts are defined for.
+function machineArch(): string {
+  const a = osArch();
+  return a === 'x64' ? 'x86_64' : a === 'arm64' ? 'aarch64' : a;
+}
+
+// Root filesystem type from the image's install config, if it names one.
+function installConfigFilesystem(config: string): string | undefined {
+  return /\[install\.filesystem\.root\][^[]*?\btype\s*=\s*"([a-z0-9]+)"/s.exec(config)?.[1];
+}
+
+/** The containers of one deploy, removed by name on every way out. */
+function stepContainers(podman: PodmanDeps) {
+  const install = uniqueName('bootc-agent-install');
+  const probe = uniqueName('bootc-agent-probe');
+  let probeExited = false;
+  let probeRemoval: Promise<void> | undefined;
+  // The probe is removed while the install runs (podman's --rm would make the probe itself wait).
+  const removeProbe = () => (probeRemoval ??= removeContainer(podman, probe));
+  return {
+    install, probe, removeProbe,
+    probeExited: () => { probeExited = true; },
+    // A probe that failed was removed by probeBootc itself.
+    removeAll: () => Promise.all([removeContainer(podman, install), ...(probeExited ? [removeProbe()] : [])]),
+  };
+}
+
+export async function runBootcInstall(deps: BootcStepDeps, args: Record<string, unknown>, ctx: StepContext): Promise<Record<string, unknown>> {
+  if (deps.config.disable_bootc_deploy) {
+    throw new AgentError('STEP_DISABLED', 'The bootc deploy interface is administratively disabled. Deployment cannot proceed.');
+  }
+  let early: EarlyWork | undefined;
+  let containers: ReturnType<typeof stepContainers> | undefined;
+  let injectDir: string | undefined;
+  const options = { label: 'Deploy step execute_bootc_install', step: 'execute_bootc_install', firstPhase: 'resolve' as Phase, ctx, runner: deps.runner };
+  try {
+    return await runPhasedStep(options, async (run) => {
+      const request = parseBootcDeployRequest(args, ctx.node);
+      run.report(`resolving ${request.imageSource}`);
+      if (request.auth) run.log.info({ shape: request.auth.shape, registry: request.image.registry, has_credentials: request.auth.credentials !== undefined }, 'pull secret found');
+      early = startEarlyWork(deps, ctx.node, run.log, run.signal);
+      const podman: PodmanDeps = { runner: deps.runner, log: run.log, secretsDir: join(deps.config.state_dir, 'secrets'), ...(deps.retryDelayMs === undefined ? {} : { retryDelayMs: deps.retryDelayMs }) };
+      containers = stepContainers(podman);
+      return deploy(deps, run, request, early, podman, containers, (dir) => { injectDir = dir; });
+    }, async () => {
+      await early?.cancel();
+      await containers?.removeAll();
+    });
+  } finally {
+    if (injectDir) await rm(injectDir, { recursive: true, force: true });
+  }
+}
+
+async function deploy(
+  deps: BootcStepDeps, run: StepRun<Phase>, request: BootcDeployRequest, early: EarlyWork, podman: PodmanDeps,
+  containers: ReturnType<typeof stepContainers>, keepInjectDir: (dir: string) => void,
+): Promise<Record<string, unknown>> {
+  const image = await resolveImage(deps, request, early, run.log);
+
+  run.enter('admission', 'checking memory and storage', { bytes_total: image.totalCompressedSize });
+  const admission = await checkAdmission({
+    compressedBytes: image.totalCompressedSize, unpackedBytes: image.totalUncompressedSize, storagePath: deps.storagePath ?? '/var/lib/containers',
+  });
+
+  run.enter('disk', 'choosing the target disk');
+  const { device } = await early.disk;
+  run.useDisk(device.name);
+  // No half-installed OS may stay behind once a disk was chosen for the install.
+  run.markWritten();
+  const layout = planLayout({ diskBytes: device.size, arch: deps.arch ?? machineArch(), tpm2Luks: request.tpm2Luks });
+  run.log.info({ device: device.name, size: device.size, root_mib: layout.rootMiB, reserve: layout.parts }, 'disk chosen');
+
+  run.enter('pull', `pulling ${image.podmanReference}`, { bytes_done: 0, bytes_total: image.totalCompressedSize });
+  const credentials = request.auth?.credentials;
+  await pullImage(podman, {
+    imageRef: image.podmanReference,
+    authJson: credentials ? podmanAuthJson(request.image.registry, credentials) : undefined,
+    layers: image.layers.map((l) => ({ digest: l.digest, size: l.size })),
+    signal: run.signal,
+    onProgress: (p) => run.report(`pulled ${p.layers_done}/${p.layers_total} layers`, { ...p }),
+  });
+
+  run.enter('probe', 'reading the image\'s bootc version');
+  const probe = await probeBootc(podman, image.podmanReference, containers.probe, run.signal);
+  containers.probeExited();
+  const features = bootcFeatures(probe.version, { authorizedKeys: request.authorizedKeys.length > 0 });
+
+  run.enter('install', `installing with bootc ${probe.version.text} to ${device.name}`);
+  const injectDir = await prepareInjectDir(deps.config.state_dir, request);
+  keepInjectDir(injectDir);
+  let hostHasRunUdev = await early.runUdevExists;
+  if (!hostHasRunUdev && features.needsRunUdev) {
+    // bootc ≥ 1.13 mirrors /run/udev and fails when the host has none (bootc#2239).
+    await mkdir('/run/udev', { recursive: true });
+    hostHasRunUdev = true;
+  }
+  const plan: InstallPlan = {
+    image, containerName: containers.install, device: device.name, rootMiB: layout.rootMiB,
+    filesystem: request.filesystem ?? (installConfigFilesystem(probe.installConfig) ? undefined : 'xfs'),
+    injectDir, targetImgref: targetImgrefOf(request), selinuxEnabled: await early.selinuxEnabled, hostHasRunUdev, features,
+  };
+  await runInstall(deps, request, plan, { signal: run.signal, onStarted: () => void containers.removeProbe(), report: (m, extra) => run.report(m, extra) });
+
+  run.enter('verify', 'reading the partition table back');
+  const [finished] = await Promise.all([finishInstalledDisk(deps, run, device.name, request.configdrive), containers.removeProbe()]);
+
+  run.enter('done', `Container image (${request.imageSource}) written to device ${device.name}`);
+  return {
+    result: `execute_bootc_install: Container image (${request.imageSource}) written to device ${device.name}`,
+    image_digest: image.digest,
+    image_reference: image.podmanReference,
+    target_imgref: plan.targetImgref,
+    device: device.name,
+    bootc_version: probe.version.text,
+    root_size_mib: layout.rootMiB,
+    partitions: describePartitions(finished.table),
+    partition_uuids: finished.uuids,
+    free_tail_bytes: freeTailBytes(finished.table, device.size),
+    configdrive: finished.configdrive,
+    admission,
+    timings_ms: run.timings(),
+  };
+}
