@@ -6,21 +6,10 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, normalize, relative } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { LAYERS } from './helpers/layers.ts';
 
 const SRC = fileURLToPath(new URL('../src/', import.meta.url));
 
-/** Layer of each top-level folder or file of src/, lowest first: the README's map, as numbers. */
-export const LAYERS: Readonly<Record<string, number>> = {
-  'errors.ts': 0, 'version.ts': 0, types: 0,
-  config: 1, log: 1, exec: 1, tls: 1, io: 1,
-  oci: 2, disk: 2, system: 2, state: 2, conductor: 2,
-  commands: 3, configdrive: 3,
-  deploy: 4,
-  bootc: 5, image: 5, hardware: 5,
-  api: 6, cli: 6,
-  'agent.ts': 7,
-  'main.ts': 8,
-};
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { OPTIONS } from '../src/config/index.ts';
 import { ERROR_CODES } from '../src/errors.ts';
 import { GENERATED_TABLES, renderTable } from './helpers/doc-tables.ts';
+import { LAYERS } from './helpers/layers.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const read = (path: string) => readFileSync(join(root, path), 'utf8');
@@ -59,12 +60,13 @@ function pathExists(path: string): boolean {
 }
 
 interface MapRow {
+  layer: number | undefined;
   paths: string[];
   imports: string[] | undefined;
 }
 
-// The README's architecture table: the paths of its first column, and its last column's list of
-// what the row imports (undefined for "—").
+// The README's architecture table: its layer column (blank outside src/), the paths of its second
+// column, and its last column's list of what the row imports (undefined for "—").
 function architectureMap(): MapRow[] {
   const m = /<!-- architecture:start -->\n([\s\S]*?)<!-- architecture:end -->/.exec(readme);
   assert.ok(m, 'README.md lacks the <!-- architecture:start --> … <!-- architecture:end --> markers');
@@ -73,7 +75,7 @@ function architectureMap(): MapRow[] {
     const cells = line.slice(1, -1).split(' | ').map((c) => c.trim());
     const codes = (cell: string) => [...cell.matchAll(/`([^`]+)`/g)].map((c) => c[1]!);
     const last = cells[cells.length - 1]!;
-    return { paths: codes(cells[0]!), imports: last === '—' ? undefined : codes(last) };
+    return { layer: cells[0] ? Number(cells[0]) : undefined, paths: codes(cells[1]!), imports: last === '—' ? undefined : codes(last) };
   });
 }
 
@@ -157,6 +159,15 @@ describe('documentation', () => {
       ...paths.filter((path) => !pathExists(path)).map((path) => `${path} does not exist`),
       ...entries.filter((entry) => !paths.includes(entry)).map((entry) => `no row for ${entry}`),
     ];
+    assert.deepEqual(wrong, [], 'README.md architecture map');
+  });
+
+  it('gives each entry of src/ in the architecture table the layer test/architecture.test.ts checks', () => {
+    const wrong = architectureMap()
+      .flatMap((row) => row.paths.filter((path) => path.startsWith('src/')).map((path) => ({ path, layer: row.layer })))
+      .map(({ path, layer }) => ({ path, layer, want: LAYERS[path.slice('src/'.length).replace(/\/$/, '')] }))
+      .filter((r) => r.layer !== r.want)
+      .map((r) => `${r.path}: the map says layer ${String(r.layer)}, LAYERS says ${String(r.want)}`);
     assert.deepEqual(wrong, [], 'README.md architecture map');
   });
 

@@ -17,7 +17,7 @@ export interface FetchRun {
   compression: string;
   /** Peak RSS (VmHWM) of the agent process, KiB. */
   maxRssKiB?: number | undefined;
-  /** CPU seconds of the agent process and its children (zstd, partprobe, …). */
+  /** CPU seconds of the agent process and its children (zstd, partx, …). */
   cpu?: number | undefined;
   partitionsReread: string[];
 }

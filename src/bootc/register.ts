@@ -17,7 +17,7 @@ export function createBootcStep(deps: DepsSource<BootcStepDeps>): StepDefinition
     argsinfo: {
       image_source: { description: 'oci://host[:port]/repository[:tag|@digest] of a bootable container image', required: true },
       configdrive: CONFIGDRIVE_ARG,
-      oci_pull_secret: { description: 'registry credentials (base64 of a docker auth value, and the other shapes the README lists)', required: false },
+      oci_pull_secret: { description: 'registry credentials (base64 of a docker auth value, and the other shapes docs/bootc-step.md lists)', required: false },
     },
     run: async (args, ctx) => {
       const [{ runBootcInstall }, resolved] = await Promise.all([import('./step.ts'), resolveDeps(deps)]);

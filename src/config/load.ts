@@ -103,7 +103,7 @@ export function readConfigFile(path: string, required: boolean): unknown {
 export function formatHelp(): string {
   const lines = [
     'Usage: bootc-agent [--config FILE] [--KEY=VALUE ...]',
-    '       bootc-agent fetch oci://... --output FILE|DEVICE   (see README)',
+    '       bootc-agent fetch oci://... --output FILE|DEVICE   (see docs/write-image.md)',
     '',
     'Options (precedence: defaults < kernel command line < config file < environment < flags):',
     'A true/false option given alone as a flag (--debug) means true; --debug=false turns it off.',

@@ -1,6 +1,6 @@
 /**
  * Every configuration option, declared once: its file key, kernel command-line name,
- * environment variable, type, default and help. `--help`, the README table and the zod
+ * environment variable, type, default and help. `--help`, the table of docs/configuration.md and the zod
  * schema are all generated from this list.
  * @module
  */
