@@ -21,6 +21,8 @@ function machine() {
     },
     { argv: (a) => a[0] === 'blockdev' && a[1] === '--getss', stdout: '512\n', times: Infinity },
     { argv: (a) => a[0] === 'blockdev' && a[1] === '--getsize64', stdout: '1048576\n', times: Infinity },
+    // The fixture's disks have no partition table for the wipe to read.
+    { argv: (a) => a[0] === 'sfdisk', exitCode: 1, stderr: 'sfdisk: does not contain a recognized partition table', times: Infinity },
     { argv: (a) => ['partx', 'wipefs', 'dd', 'sgdisk'].includes(a[0]!), times: Infinity },
   ]);
 }
