@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import { parseBool } from '../config/index.ts';
 import { registryAuth, type RegistryAuth } from '../deploy/pull-secret.ts';
+import { parseRootDeviceHints, rootDeviceSelectionFromNode, type RootDeviceSelection } from '../disk/index.ts';
 import { AgentError } from '../errors.ts';
 import { parseReference, type ImageReference } from '../oci/index.ts';
 
@@ -18,6 +19,8 @@ export interface BootcDeployRequest {
   imageSource: string;
   /** `imageSource` parsed. */
   image: ImageReference;
+  /** The root device hints (checked) and skip list. */
+  rootDevice: RootDeviceSelection;
   configdrive: string | null;
   /** From `oci_pull_secret`, parsed for the image's registry. */
   auth: RegistryAuth | undefined;
@@ -36,8 +39,13 @@ const StepArgs = z.looseObject({
   oci_pull_secret: z.string().nullish(),
 });
 
-// An authorized_keys line: optional options, then a key type and base64 blob.
+// An authorized_keys line: optional options, then a key type and base64 blob, then an optional
+// comment. Each entry is one line of root's authorized_keys: no line breaks or other control
+// characters may smuggle in a second one.
 const KEY_LINE = /(^|\s)(ssh-(rsa|dss|ed25519)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)\s+[A-Za-z0-9+/]+={0,3}(\s|$)/;
+const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
+const MAX_KEYS = 1000;
+const MAX_KEY_LINE = 16 * 1024;
 
 function invalid(key: string, message: string): never {
   throw new AgentError('DEPLOY_ARGS_INVALID', `Invalid ${key}: ${message}`, { details: { key } });
@@ -45,10 +53,13 @@ function invalid(key: string, message: string): never {
 
 function parseKeys(value: unknown): string[] {
   if (value === undefined || value === null || value === '') return [];
-  const lines = Array.isArray(value) ? value : typeof value === 'string' ? value.split('\n') : invalid('bootc_authorized_keys', 'expected a string or a list of strings');
+  const lines = Array.isArray(value) ? value : typeof value === 'string' ? value.replace(/\r\n/g, '\n').split('\n') : invalid('bootc_authorized_keys', 'expected a string or a list of strings');
+  if (lines.length > MAX_KEYS) invalid('bootc_authorized_keys', `${lines.length} lines, at most ${MAX_KEYS} are accepted`);
   const keys: string[] = [];
   for (const [i, raw] of lines.entries()) {
     if (typeof raw !== 'string') invalid('bootc_authorized_keys', `entry ${i} is not a string`);
+    if (CONTROL.test(raw)) invalid('bootc_authorized_keys', `line ${i + 1} holds a line break or another control character`);
+    if (raw.length > MAX_KEY_LINE) invalid('bootc_authorized_keys', `line ${i + 1} is longer than ${MAX_KEY_LINE} characters`);
     const line = raw.trim();
     if (!line || line.startsWith('#')) continue;
     if (!KEY_LINE.test(line)) invalid('bootc_authorized_keys', `line ${i + 1} is not an SSH public key ("${line.slice(0, 24)}…")`);
@@ -64,14 +75,29 @@ function parseStrictBool(key: string, value: unknown, fallback: boolean): boolea
   return parsed;
 }
 
+// Kernel arguments reach bootc as `--karg=…` and end up in the boot loader's entries, where GRUB
+// expands `$…`: each must be one printable word that cannot be read as an option or an expansion.
+// The kernel's own command line holds 2048 bytes (x86), which bounds their number and length.
+const MAX_KARGS_BYTES = 2048;
+const KARG = /^[\x21-\x7e]+$/;
+const KARG_FORBIDDEN = /[$`\\"';]/;
+
 function parseKargs(value: unknown): string[] {
   if (value === undefined || value === null) return [];
   const list = Array.isArray(value) ? value : typeof value === 'string' ? value.split(/\s+/).filter(Boolean) : invalid('bootc_kargs', 'expected a list of strings');
-  return list.map((k, i) => {
+  if (list.length > MAX_KARGS_BYTES / 2) invalid('bootc_kargs', `${list.length} arguments do not fit on a kernel command line of ${MAX_KARGS_BYTES} bytes`);
+  const kargs = list.map((k, i) => {
     if (typeof k !== 'string' || !k.trim()) invalid('bootc_kargs', `entry ${i} must be a non-empty string`);
-    if (/[\n\0]/.test(k) || /\s/.test(k.trim())) invalid('bootc_kargs', `entry ${i} ("${k}") must be one argument without whitespace`);
-    return k.trim();
+    const karg = k.trim();
+    const shown = JSON.stringify(karg.slice(0, 40));
+    if (!KARG.test(karg)) invalid('bootc_kargs', `entry ${i} (${shown}) must be one argument of printable characters, without whitespace or control characters`);
+    if (karg.startsWith('-')) invalid('bootc_kargs', `entry ${i} (${shown}) starts with "-": it would be read as an option`);
+    if (KARG_FORBIDDEN.test(karg)) invalid('bootc_kargs', `entry ${i} (${shown}) holds one of $ \` \\ " ' ; (boot loaders expand or split on them)`);
+    return karg;
   });
+  const bytes = kargs.reduce((n, k) => n + k.length + 1, 0);
+  if (bytes > MAX_KARGS_BYTES) invalid('bootc_kargs', `${bytes} bytes do not fit on a kernel command line of ${MAX_KARGS_BYTES} bytes`);
+  return kargs;
 }
 
 function parseLuks(value: unknown): { allow: boolean } {
@@ -81,8 +107,11 @@ function parseLuks(value: unknown): { allow: boolean } {
   return { allow: parseStrictBool('bootc_luks.allow_in_install_config', parsed.data.allow_in_install_config, true) };
 }
 
-// Root device hints are read by src/disk (rootDeviceSelectionFromNode), not here.
-export function parseBootcDeployRequest(args: Record<string, unknown>, node: { instance_info?: Record<string, unknown> | null }): BootcDeployRequest {
+/** Parses the step's arguments and the node's `instance_info`, root device hints included. */
+export function parseBootcDeployRequest(
+  args: Record<string, unknown>,
+  node: { instance_info?: Record<string, unknown> | null | undefined; properties?: Record<string, unknown> | null | undefined },
+): BootcDeployRequest {
   const parsed = StepArgs.safeParse(args);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
@@ -101,7 +130,10 @@ export function parseBootcDeployRequest(args: Record<string, unknown>, node: { i
     invalid('bootc_target_imgref', 'expected an image reference such as registry.example/os:stable');
   }
   const image = parseReference(parsed.data.image_source);
+  const rootDevice = rootDeviceSelectionFromNode(node);
+  parseRootDeviceHints(rootDevice.root_device);
   return {
+    rootDevice,
     imageSource: parsed.data.image_source,
     image,
     configdrive: (parsed.data.configdrive as string | null | undefined) || null,

@@ -1,13 +1,11 @@
 /**
  * The bootc step's first phase: the image is resolved in the registry while the work that does
  * not depend on it runs alongside — the root device lookup (which may wait for the disk to
- * appear), the SELinux and `/run/udev` checks, and the decoding of an inline config drive, so
- * that a config drive that cannot be written fails before the disk is touched.
+ * appear), the SELinux and `/run/udev` checks, and the loading of the config drive (started
+ * by the step through `ahead`).
  * @module
  */
-import type { StepContext } from '../commands/index.ts';
-import { isConfigDriveUrl, loadConfigDrive } from '../configdrive/index.ts';
-import { rootDeviceSelectionFromNode, waitForRootDevice, type RootDeviceFound } from '../disk/index.ts';
+import { waitForRootDevice, type RootDeviceFound } from '../disk/index.ts';
 import { AgentError } from '../errors.ts';
 import type { CommandRunner } from '../exec/index.ts';
 import type { Logger } from '../log/index.ts';
@@ -38,7 +36,7 @@ async function selinuxFromGetenforce(runner: CommandRunner): Promise<boolean> {
   }
 }
 
-export function startEarlyWork(deps: BootcStepDeps, node: StepContext['node'], log: Logger, signal: AbortSignal): EarlyWork {
+export function startEarlyWork(deps: BootcStepDeps, request: BootcDeployRequest, log: Logger, signal: AbortSignal): EarlyWork {
   const early = new AbortController();
   const earlySignal = AbortSignal.any([signal, early.signal]);
   const started: Promise<unknown>[] = [];
@@ -51,7 +49,7 @@ export function startEarlyWork(deps: BootcStepDeps, node: StepContext['node'], l
   return {
     disk: ahead(() => waitForRootDevice({
       runner: deps.runner, log, signal: earlySignal,
-      selection: rootDeviceSelectionFromNode(node),
+      selection: request.rootDevice,
       attempts: deps.config.disk_wait_attempts,
       delaySeconds: deps.config.disk_wait_delay,
       includeLoop: deps.config.include_loop_devices,
@@ -67,18 +65,10 @@ export function startEarlyWork(deps: BootcStepDeps, node: StepContext['node'], l
   };
 }
 
-/**
- * Inspects the image (and decodes an inline config drive meanwhile); fails unless the image is
- * a bootable container image. URL config drives are fetched only when written.
- */
+/** Inspects the image; fails unless it is a bootable container image. */
 export async function resolveImage(deps: BootcStepDeps, request: BootcDeployRequest, early: EarlyWork, log: Logger): Promise<ImageInspection> {
-  const { signal } = early;
-  const inline = request.configdrive && !isConfigDriveUrl(request.configdrive.trim()) ? request.configdrive : undefined;
-  const driveCheck = inline ? early.ahead(async () => (await loadConfigDrive(inline, { signal, log })).dispose()) : undefined;
   const credentials = request.auth?.credentials;
-  const inspected = early.ahead(() => deps.oci.inspectImage(request.image, { signal, ...(credentials ? { credentials } : {}) }));
-  await driveCheck;
-  const image = await inspected;
+  const image = await early.ahead(() => deps.oci.inspectImage(request.image, { signal: early.signal, ...(credentials ? { credentials } : {}) }));
   if (image.kind !== 'bootc-image') {
     throw new AgentError('IMAGE_NOT_BOOTABLE', `${request.imageSource} is an OCI artifact${image.artifactType ? ` (${image.artifactType})` : ''}, not a bootable container image`, { details: { digest: image.digest } });
   }

@@ -31,7 +31,8 @@ interface NodeLike {
 export function rootDeviceSelectionFromNode(node: NodeLike | null | undefined): RootDeviceSelection {
   const fromInstance = node?.instance_info?.['root_device'];
   const fromProperties = node?.properties?.['root_device'];
-  const isEmpty = (v: unknown) => v === undefined || v === null || (typeof v === 'object' && Object.keys(v as object).length === 0);
+  // An empty dict means "no hints" (IPA); an empty list is not a dict and is refused when parsed.
+  const isEmpty = (v: unknown) => v === undefined || v === null || (typeof v === 'object' && !Array.isArray(v) && Object.keys(v as object).length === 0);
   return {
     root_device: isEmpty(fromInstance) ? fromProperties : fromInstance,
     skip_block_devices: node?.properties?.['skip_block_devices'],

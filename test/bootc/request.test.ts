@@ -62,6 +62,16 @@ describe('parseBootcDeployRequest', () => {
     ['an unknown filesystem', args, { bootc_filesystem: 'zfs' }, /bootc_filesystem.*xfs, ext4, btrfs/],
     ['a bad target imgref', args, { bootc_target_imgref: 'has space' }, /bootc_target_imgref/],
     ['unknown LUKS options', args, { bootc_luks: { passphrase: 'x' } }, /bootc_luks/],
+    // Finding 9 of issue 13: what used to pass and reach the installed OS.
+    ['a karg that reads as an option', args, { bootc_kargs: ['--root-size=1'] }, /bootc_kargs.*starts with "-"/],
+    ['a karg with a single dash', args, { bootc_kargs: ['-x'] }, /bootc_kargs.*starts with "-"/],
+    ['a karg with a shell expansion', args, { bootc_kargs: ['x=$(reboot)'] }, /bootc_kargs.*\$/],
+    ['a karg with a backtick', args, { bootc_kargs: ['x=`id`'] }, /bootc_kargs/],
+    ['a karg with a control character', args, { bootc_kargs: ['a=\u0007'] }, /bootc_kargs.*control/],
+    ['200,000 kargs', args, { bootc_kargs: Array.from({ length: 200_000 }, (_, i) => `k${i}`) }, /bootc_kargs.*2048 bytes/],
+    ['kargs longer than a kernel command line', args, { bootc_kargs: Array.from({ length: 30 }, () => 'x'.repeat(100)) }, /bootc_kargs.*bytes do not fit/],
+    ['a key list entry with an embedded newline', args, { bootc_authorized_keys: [`${KEY}\nssh-ed25519 AAAAC3Nza attacker`] }, /bootc_authorized_keys.*line break/],
+    ['a key line with a carriage return inside', args, { bootc_authorized_keys: `${KEY}\rcommand="x" ${KEY}` }, /bootc_authorized_keys.*control/],
   ];
   for (const [what, a, ii, pattern] of bad) {
     it(`rejects ${what} with DEPLOY_ARGS_INVALID`, () => {
@@ -73,6 +83,23 @@ describe('parseBootcDeployRequest', () => {
       });
     });
   }
+
+  it('refuses root device hints that are not a dict, an empty list included', () => {
+    for (const hints of [[], '', false, 0, ['name']]) {
+      assert.throws(() => parseBootcDeployRequest(args, { instance_info: { root_device: hints } }), (err: AgentError) => {
+        assert.match(err.message, /Root device hints must be a dictionary/, JSON.stringify(hints));
+        return true;
+      });
+    }
+    // An empty dict is IPA's "no hints": the node's properties are used instead.
+    const r = parseBootcDeployRequest(args, { instance_info: { root_device: {} }, properties: { root_device: { name: '/dev/sdb' } } });
+    assert.deepEqual(r.rootDevice.root_device, { name: '/dev/sdb' });
+  });
+
+  it('keeps keys with CRLF line ends and tabs', () => {
+    const r = parseBootcDeployRequest(args, { instance_info: { bootc_authorized_keys: `${KEY}\r\n${KEY.replace(' user@host', '\tuser@host')}\r\n` } });
+    assert.equal(r.authorizedKeys.length, 2);
+  });
 
   it('rejects an unrendered configdrive dict', () => {
     assert.throws(() => parseBootcDeployRequest({ ...args, configdrive: { meta_data: {} } }, {}), /render a configdrive dict/);
