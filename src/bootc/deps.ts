@@ -4,13 +4,14 @@
  * @module
  */
 import type { Config } from '../config/index.ts';
+import type { ConfigDriveTls } from '../deploy/configdrive.ts';
 import type { DiskFinishDeps } from '../deploy/finish.ts';
 import type { CommandRunner } from '../exec/index.ts';
 import type { OciClient } from '../oci/index.ts';
 
 export interface BootcStepDeps extends DiskFinishDeps {
   runner: CommandRunner;
-  config: Pick<Config, 'disable_bootc_deploy' | 'disk_wait_attempts' | 'disk_wait_delay' | 'include_loop_devices' | 'state_dir'>;
+  config: Pick<Config, 'disable_bootc_deploy' | 'disk_wait_attempts' | 'disk_wait_delay' | 'include_loop_devices' | 'state_dir'> & ConfigDriveTls;
   oci: OciClient;
   /** Test seams. */
   arch?: string;

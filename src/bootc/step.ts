@@ -9,6 +9,8 @@ import { mkdir, rm } from 'node:fs/promises';
 import { arch as osArch } from 'node:os';
 import { join } from 'node:path';
 import type { StepContext } from '../commands/index.ts';
+import type { LoadedConfigDrive } from '../configdrive/index.ts';
+import { disposeConfigDrive, preloadConfigDrive } from '../deploy/configdrive.ts';
 import { finishInstalledDisk } from '../deploy/finish.ts';
 import { runPhasedStep, type StepRun } from '../deploy/phased-step.ts';
 import { describePartitions, freeTailBytes } from '../disk/index.ts';
@@ -52,37 +54,46 @@ function stepContainers(podman: PodmanDeps) {
   };
 }
 
+/** What one deploy holds while it runs, released on every way out. */
+interface Held {
+  early?: EarlyWork;
+  containers?: ReturnType<typeof stepContainers>;
+  injectDir?: string;
+  configDrive?: Promise<LoadedConfigDrive | null>;
+}
+
 export async function runBootcInstall(deps: BootcStepDeps, args: Record<string, unknown>, ctx: StepContext): Promise<Record<string, unknown>> {
   if (deps.config.disable_bootc_deploy) {
     throw new AgentError('STEP_DISABLED', 'The bootc deploy interface is administratively disabled. Deployment cannot proceed.');
   }
-  let early: EarlyWork | undefined;
-  let containers: ReturnType<typeof stepContainers> | undefined;
-  let injectDir: string | undefined;
+  const held: Held = {};
   const options = { label: 'Deploy step execute_bootc_install', step: 'execute_bootc_install', firstPhase: 'resolve' as Phase, ctx, runner: deps.runner };
   try {
     return await runPhasedStep(options, async (run) => {
       const request = parseBootcDeployRequest(args, ctx.node);
       run.report(`resolving ${request.imageSource}`);
       if (request.auth) run.log.info({ shape: request.auth.shape, registry: request.image.registry, has_credentials: request.auth.credentials !== undefined }, 'pull secret found');
-      early = startEarlyWork(deps, ctx.node, run.log, run.signal);
+      const early = held.early = startEarlyWork(deps, request, run.log, run.signal);
       const podman: PodmanDeps = { runner: deps.runner, log: run.log, secretsDir: join(deps.config.state_dir, 'secrets'), ...(deps.retryDelayMs === undefined ? {} : { retryDelayMs: deps.retryDelayMs }) };
-      containers = stepContainers(podman);
-      return deploy(deps, run, request, early, podman, containers, (dir) => { injectDir = dir; });
+      held.containers = stepContainers(podman);
+      held.configDrive = early.ahead(() => preloadConfigDrive(request.configdrive, deps.config, run, early.signal));
+      return await deploy(deps, run, request, podman, held);
     }, async () => {
-      await early?.cancel();
-      await containers?.removeAll();
+      await held.early?.cancel();
+      await held.containers?.removeAll();
     });
   } finally {
-    if (injectDir) await rm(injectDir, { recursive: true, force: true });
+    if (held.injectDir) await rm(held.injectDir, { recursive: true, force: true });
+    await disposeConfigDrive(held.configDrive, ctx.log);
   }
 }
 
-async function deploy(
-  deps: BootcStepDeps, run: StepRun<Phase>, request: BootcDeployRequest, early: EarlyWork, podman: PodmanDeps,
-  containers: ReturnType<typeof stepContainers>, keepInjectDir: (dir: string) => void,
-): Promise<Record<string, unknown>> {
+async function deploy(deps: BootcStepDeps, run: StepRun<Phase>, request: BootcDeployRequest, podman: PodmanDeps, held: Held): Promise<Record<string, unknown>> {
+  const early = held.early!;
+  const containers = held.containers!;
   const image = await resolveImage(deps, request, early, run.log);
+  // A config drive that cannot be written fails here, before the disk is touched.
+  const configDrive = await held.configDrive!;
 
   run.enter('admission', 'checking memory and storage', { bytes_total: image.totalCompressedSize });
   const admission = await checkAdmission({
@@ -92,8 +103,6 @@ async function deploy(
   run.enter('disk', 'choosing the target disk');
   const { device } = await early.disk;
   run.useDisk(device.name);
-  // No half-installed OS may stay behind once a disk was chosen for the install.
-  run.markWritten();
   const layout = planLayout({ diskBytes: device.size, arch: deps.arch ?? machineArch(), tpm2Luks: request.tpm2Luks });
   run.log.info({ device: device.name, size: device.size, root_mib: layout.rootMiB, reserve: layout.parts }, 'disk chosen');
 
@@ -113,8 +122,7 @@ async function deploy(
   const features = bootcFeatures(probe.version, { authorizedKeys: request.authorizedKeys.length > 0 });
 
   run.enter('install', `installing with bootc ${probe.version.text} to ${device.name}`);
-  const injectDir = await prepareInjectDir(deps.config.state_dir, request);
-  keepInjectDir(injectDir);
+  const injectDir = held.injectDir = await prepareInjectDir(deps.config.state_dir, request);
   let hostHasRunUdev = await early.runUdevExists;
   if (!hostHasRunUdev && features.needsRunUdev) {
     // bootc ≥ 1.13 mirrors /run/udev and fails when the host has none (bootc#2239).
@@ -126,10 +134,12 @@ async function deploy(
     filesystem: request.filesystem ?? (installConfigFilesystem(probe.installConfig) ? undefined : 'xfs'),
     injectDir, targetImgref: targetImgrefOf(request), selinuxEnabled: await early.selinuxEnabled, hostHasRunUdev, features,
   };
+  // From here on the disk is being written: a failure wipes it (nothing before this touched it).
+  run.markWritten();
   await runInstall(deps, request, plan, { signal: run.signal, onStarted: () => void containers.removeProbe(), report: (m, extra) => run.report(m, extra) });
 
   run.enter('verify', 'reading the partition table back');
-  const [finished] = await Promise.all([finishInstalledDisk(deps, run, device.name, request.configdrive), containers.removeProbe()]);
+  const [finished] = await Promise.all([finishInstalledDisk(deps, run, device.name, configDrive), containers.removeProbe()]);
 
   run.enter('done', `Container image (${request.imageSource}) written to device ${device.name}`);
   return {

@@ -10,7 +10,7 @@
  * @module
  */
 import type { Logger } from '../log/index.ts';
-import { loadConfigDrive, type LoadConfigDriveOptions } from './decode.ts';
+import { loadConfigDrive, type LoadConfigDriveOptions, type LoadedConfigDrive } from './decode.ts';
 import { ensureConfigDrivePartition, type ConfigDrivePartition, type PartitionDeps } from './partition.ts';
 import type { ConfigDriveFormat } from './probe.ts';
 import { writeVfatConfigDrive } from './vfat.ts';
@@ -44,14 +44,15 @@ export interface ConfigDriveResult {
 }
 
 /**
- * Decode, partition, write and verify; temp files are removed whatever happens.
+ * Decode (unless `value` is already loaded), partition, write and verify. A drive loaded here
+ * is removed whatever happens; a loaded one passed in stays the caller's to dispose of.
  * @example
  * const { partition, format } = await writeConfigDrive(device, configdrive, { runner, signal, log, rebuild: false });
  * log.info({ partition: partition.path, format }, 'config drive ready');
  */
-export async function writeConfigDrive(device: string, value: string, deps: WriteConfigDriveDeps): Promise<ConfigDriveResult> {
+export async function writeConfigDrive(device: string, value: string | LoadedConfigDrive, deps: WriteConfigDriveDeps): Promise<ConfigDriveResult> {
   const log = deps.log.child({ component: 'configdrive' });
-  const drive = await loadConfigDrive(value, { ...deps, log });
+  const drive = typeof value === 'string' ? await loadConfigDrive(value, { ...deps, log }) : value;
   try {
     const partition = await ensureConfigDrivePartition(device, drive.size, { ...deps, log });
     // ISO 9660's 2048-byte blocks cannot be read on 4K-native disks (nor a 512-byte FAT).
@@ -65,6 +66,6 @@ export async function writeConfigDrive(device: string, value: string, deps: Writ
     return { partition, ...written };
   } finally {
     // A cleanup failure must not replace the error that matters.
-    await drive.dispose().catch((err: unknown) => log.warn({ err, dir: drive.dir }, 'could not remove the config drive temp dir'));
+    if (typeof value === 'string') await drive.dispose().catch((err: unknown) => log.warn({ err, dir: drive.dir }, 'could not remove the config drive temp dir'));
   }
 }

@@ -5,6 +5,7 @@
  * @module
  */
 import { open } from 'node:fs/promises';
+import type { LoadedConfigDrive } from '../configdrive/index.ts';
 import { partitionUuids, readPartitionTableIfAny, syncKernelPartitions, type PartitionTable } from '../disk/index.ts';
 import { AgentError } from '../errors.ts';
 import type { CommandRunner } from '../exec/index.ts';
@@ -13,8 +14,8 @@ import type { StepRun } from './phased-step.ts';
 
 export interface DiskFinishDeps {
   runner: CommandRunner;
-  /** Writes the config drive at the end of the disk (src/configdrive). */
-  writeConfigDrive(device: string, value: string, options: { signal: AbortSignal; log: Logger }): Promise<Record<string, unknown>>;
+  /** Writes the config drive (the conductor's value, or as loaded ahead) at the end of the disk (src/configdrive). */
+  writeConfigDrive(device: string, value: string | LoadedConfigDrive, options: { signal: AbortSignal; log: Logger }): Promise<Record<string, unknown>>;
   /** Records IPA's partition UUIDs for `standby.get_partition_uuids`. */
   recordPartitionUuids(uuids: Record<string, string>): void;
 }
@@ -25,7 +26,7 @@ interface Finished<T> {
   configdrive: Record<string, unknown> | null;
 }
 
-async function writeConfigDrive(deps: DiskFinishDeps, run: StepRun<string>, device: string, value: string | null | undefined) {
+async function writeConfigDrive(deps: DiskFinishDeps, run: StepRun<string>, device: string, value: LoadedConfigDrive | null) {
   if (!value) return null;
   run.enter('configdrive', 'writing the config drive');
   return deps.writeConfigDrive(device, value, { signal: run.signal, log: run.log });
@@ -44,7 +45,7 @@ async function installedTable(deps: DiskFinishDeps, run: StepRun<string>, device
  * The bootc step: the installed table is checked before the config drive is written (a disk
  * without partitions fails), then read again if the config drive added one.
  */
-export async function finishInstalledDisk(deps: DiskFinishDeps, run: StepRun<string>, device: string, configdrive: string | null): Promise<Finished<PartitionTable>> {
+export async function finishInstalledDisk(deps: DiskFinishDeps, run: StepRun<string>, device: string, configdrive: LoadedConfigDrive | null): Promise<Finished<PartitionTable>> {
   const installed = await installedTable(deps, run, device);
   if (installed.partitions.length === 0) {
     throw new AgentError('PARTITION_VALIDATION_FAILED', `bootc reported success but ${device} has no partitions`, { details: { device } });
@@ -76,7 +77,7 @@ async function diskIdentifier(device: string): Promise<string | undefined> {
  * `write_image`: a whole-disk image need not have a partition table; IPA reports its disk
  * identifier as the root UUID.
  */
-export async function finishImageDisk(deps: DiskFinishDeps, run: StepRun<string>, device: string, configdrive: string | null | undefined): Promise<Finished<PartitionTable | null>> {
+export async function finishImageDisk(deps: DiskFinishDeps, run: StepRun<string>, device: string, configdrive: LoadedConfigDrive | null): Promise<Finished<PartitionTable | null>> {
   const written = await writeConfigDrive(deps, run, device, configdrive);
   run.enter('partitions', 'reading partition UUIDs');
   const table = await readPartitionTableIfAny(deps.runner, device, { signal: run.signal, log: run.log });

@@ -8,6 +8,8 @@
  */
 import type { CommandContext, NodeInfo } from '../commands/index.ts';
 import type { Config } from '../config/index.ts';
+import type { LoadedConfigDrive } from '../configdrive/index.ts';
+import { disposeConfigDrive, preloadConfigDrive } from '../deploy/configdrive.ts';
 import { finishImageDisk, type DiskFinishDeps } from '../deploy/finish.ts';
 import { runPhasedStep, type StepRun } from '../deploy/phased-step.ts';
 import { rootDeviceSelectionFromNode, waitForRootDevice } from '../disk/index.ts';
@@ -81,44 +83,57 @@ async function writeImage(deps: WriteImageDeps, run: StepRun<Phase>, request: Wr
 export async function runWriteImage(
   deps: WriteImageDeps, name: string, rawInfo: unknown, configdrive: unknown, node: NodeInfo | undefined, ctx: CommandContext,
 ): Promise<Record<string, unknown>> {
-  return runPhasedStep({ label: name, step: name, firstPhase: 'validate' as Phase, ctx, runner: deps.runner }, async (run) => {
-    const request = parseWriteImageRequest(rawInfo, configdrive, deps.allowMd5 ?? false);
-    if (!request.streamRequested) run.log.info('stream_raw_images is false: streaming anyway (this agent keeps no image cache)');
-    run.log.info({ id: request.id, urls: request.urls.length, disk_format: request.diskFormat, checksum: request.checksum?.algorithm, authorization: request.authorization !== undefined }, 'writing image');
-
-    run.enter('disk', 'choosing the target disk');
-    const { device } = await waitForRootDevice({
-      runner: deps.runner, log: run.log, signal: run.signal,
-      selection: rootDeviceSelectionFromNode(node),
-      attempts: deps.config.disk_wait_attempts,
-      delaySeconds: deps.config.disk_wait_delay,
-      includeLoop: deps.config.include_loop_devices,
+  let configDrive: Promise<LoadedConfigDrive | null> | undefined;
+  try {
+    return await runPhasedStep({ label: name, step: name, firstPhase: 'validate' as Phase, ctx, runner: deps.runner }, async (run) => {
+      const request = parseWriteImageRequest(rawInfo, configdrive, deps.allowMd5 ?? false);
+      // A config drive that cannot be written fails here, before the disk is touched.
+      configDrive = preloadConfigDrive(request.configdrive, deps.config, run);
+      return await writeAndFinish(deps, run, name, node, request, await configDrive);
     });
-    run.useDisk(device.name);
-    run.log.info({ device: device.name, size: device.size }, 'disk chosen');
+  } finally {
+    await disposeConfigDrive(configDrive, ctx.log);
+  }
+}
 
-    run.enter('download', `writing image ${request.id} to ${device.name}`, { bytes_done: 0 });
-    // writeArtifactToTarget wipes the disk on its own failures; later phases' failures wipe it here.
-    const written = await writeImage(deps, run, request, device.name);
-    run.markWritten();
+async function writeAndFinish(
+  deps: WriteImageDeps, run: StepRun<Phase>, name: string, node: NodeInfo | undefined, request: WriteImageRequest, configDrive: LoadedConfigDrive | null,
+): Promise<Record<string, unknown>> {
+  if (!request.streamRequested) run.log.info('stream_raw_images is false: streaming anyway (this agent keeps no image cache)');
+  run.log.info({ id: request.id, urls: request.urls.length, disk_format: request.diskFormat, checksum: request.checksum?.algorithm, authorization: request.authorization !== undefined }, 'writing image');
 
-    const finished = await finishImageDisk(deps, run, device.name, request.configdrive);
-
-    run.enter('done', `image (${request.id}) written to device ${device.name}`, {
-      bytes_done: written.downloadedBytes, bytes_total: written.downloadedBytes, bytes_written: written.bytes,
-    });
-    return {
-      result: `${name}: image (${request.id}) written to device ${device.name} root_uuid=${finished.uuids['root uuid'] ?? 'None'}`,
-      device: device.name,
-      image: {
-        id: request.id, source: written.source, digest: written.digest, disk_format: written.diskFormat, compression: written.compression,
-        bytes: written.bytes, downloaded_bytes: written.downloadedBytes, checksum_verified: written.checksumVerified,
-        ...(written.oci ? { oci: written.oci } : {}),
-      },
-      seconds: written.seconds,
-      phases: written.phases,
-      partition_uuids: finished.uuids,
-      configdrive: finished.configdrive,
-    };
+  run.enter('disk', 'choosing the target disk');
+  const { device } = await waitForRootDevice({
+    runner: deps.runner, log: run.log, signal: run.signal,
+    selection: rootDeviceSelectionFromNode(node),
+    attempts: deps.config.disk_wait_attempts,
+    delaySeconds: deps.config.disk_wait_delay,
+    includeLoop: deps.config.include_loop_devices,
   });
+  run.useDisk(device.name);
+  run.log.info({ device: device.name, size: device.size }, 'disk chosen');
+
+  run.enter('download', `writing image ${request.id} to ${device.name}`, { bytes_done: 0 });
+  // writeArtifactToTarget wipes the disk on its own failures; later phases' failures wipe it here.
+  const written = await writeImage(deps, run, request, device.name);
+  run.markWritten();
+
+  const finished = await finishImageDisk(deps, run, device.name, configDrive);
+
+  run.enter('done', `image (${request.id}) written to device ${device.name}`, {
+    bytes_done: written.downloadedBytes, bytes_total: written.downloadedBytes, bytes_written: written.bytes,
+  });
+  return {
+    result: `${name}: image (${request.id}) written to device ${device.name} root_uuid=${finished.uuids['root uuid'] ?? 'None'}`,
+    device: device.name,
+    image: {
+      id: request.id, source: written.source, digest: written.digest, disk_format: written.diskFormat, compression: written.compression,
+      bytes: written.bytes, downloaded_bytes: written.downloadedBytes, checksum_verified: written.checksumVerified,
+      ...(written.oci ? { oci: written.oci } : {}),
+    },
+    seconds: written.seconds,
+    phases: written.phases,
+    partition_uuids: finished.uuids,
+    configdrive: finished.configdrive,
+  };
 }

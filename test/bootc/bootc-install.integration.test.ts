@@ -309,6 +309,28 @@ describe('execute_bootc_install end to end (stand-in image, real registry, loop 
     return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
   }
 
+  // An HTTP server on port 0 that answers every request with `status` and `body`.
+  async function pageServer(status: number, body: string): Promise<string> {
+    const server = createHttpServer((_req, res) => res.writeHead(status, { 'content-type': 'text/html' }).end(body));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise((resolve) => server.close(resolve)));
+    return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  }
+
+  // A machine without podman: every podman call fails as a missing command does.
+  function withoutPodman(): CommandRunner {
+    return { run: (file, args, opts) => realRunner.run(file === 'podman' ? 'bootc-agent-it-no-such-podman' : file, args, opts) };
+  }
+
+  // The pull (and only the pull) goes to `host`, where no registry answers.
+  function pullFrom(host: string): CommandRunner {
+    return {
+      run: (file, args, opts) => realRunner.run(file, file === 'podman' && args.includes('pull')
+        ? args.map((a) => a.replace(registry!.host, host))
+        : args, opts),
+    };
+  }
+
   function phasesOf(outcome: RunOutcome): string[] {
     return outcome.progress.map((p) => p.phase).filter((p, i, all) => all.indexOf(p) === i);
   }
@@ -494,14 +516,16 @@ describe('execute_bootc_install end to end (stand-in image, real registry, loop 
     });
   }
 
-  // Failures after the disk was chosen leave it without a partition table.
-  const lateFailures: [string, Parameters<typeof runStep>[0] & {}, string, string][] = [
+  // Failures found before anything is written leave the disk exactly as it was (issue 13,
+  // findings 8, 10 and 11): the marker table survives, and nothing reports a cleanup of the disk.
+  const untouchedFailures: [string, Parameters<typeof runStep>[0] & {}, string, string][] = [
     ['an image without bootc', { args: { image_source: `oci://${'REG'}/os/nobootc:latest` } }, 'BOOTC_NOT_FOUND', 'probe'],
-    ['bootc failing half way (mkfs)', { instanceInfo: { bootc_kargs: ['standin.fail=rootfs'] } }, 'BOOTC_INSTALL_FAILED', 'install'],
-    ['a config drive URL that answers 404', { args: { configdrive: 'URL404' } }, 'CONFIGDRIVE_DOWNLOAD_FAILED', 'configdrive'],
+    ['a config drive URL that answers 404', { args: { configdrive: 'URL404' } }, 'CONFIGDRIVE_DOWNLOAD_FAILED', 'resolve'],
+    ['podman missing', { runner: withoutPodman() }, 'COMMAND_NOT_FOUND', 'pull'],
+    ['the registry unreachable at pull', { runner: pullFrom('127.0.0.1:9') }, 'IMAGE_PULL_FAILED', 'pull'],
   ];
-  for (const [name, options, code, phase] of lateFailures) {
-    test(`fails with ${code} in phase ${phase}: ${name}; the disk is wiped`, async (t) => {
+  for (const [name, options, code, phase] of untouchedFailures) {
+    test(`fails with ${code} in phase ${phase}: ${name}; the disk is left as it was`, async (t) => {
       if (reason) return t.skip(reason);
       layMarkerTable(disk!.dev);
       const args = { ...options.args };
@@ -511,20 +535,50 @@ describe('execute_bootc_install end to end (stand-in image, real registry, loop 
       assert.equal(outcome.error?.code, code, outcome.error ? `${outcome.error.code}: ${outcome.error.message}` : 'succeeded');
       assert.equal(outcome.error!.details.phase, phase);
       assert.match(outcome.error!.message, new RegExp(`failed in phase ${phase}`));
-      assert.equal((outcome.error!.details.cleanup as { disk?: string }).disk, 'wiped');
-      assertWiped(disk!.dev);
+      assert.equal(outcome.error!.details.cleanup, undefined, 'nothing was written, so nothing was wiped');
+      assert.equal(partitionLines(disk!.dev).length, 2, 'the marker table is still there');
       await assertClean(outcome);
-      if (code === 'BOOTC_INSTALL_FAILED') assert.match(String(outcome.error!.details.stderr_tail), /stand-in failure injected at 'rootfs'/);
     });
   }
 
-  test('fails with DISK_TOO_SMALL on a 1 GiB disk and wipes it', async (t) => {
+  test('a config drive URL answering a long HTML page: the cause once, a short excerpt, before the disk', async (t) => {
+    if (reason) return t.skip(reason);
+    layMarkerTable(disk!.dev);
+    const page = `<html><head><title>Gone</title></head><body>${'<p>lorem ipsum dolor sit amet</p>'.repeat(2000)}</body></html>`;
+    const url = await pageServer(404, page);
+    const outcome = await runStep({ args: { configdrive: `${url}/configdrive.iso.gz?temp_url_sig=s3cret` } });
+    assert.equal(outcome.error?.code, 'CONFIGDRIVE_DOWNLOAD_FAILED', outcome.error?.message);
+    assert.equal(outcome.error!.details.phase, 'resolve');
+    const message = outcome.error!.message;
+    assert.ok(message.length < 600, `a ${message.length}-character message`);
+    assert.equal(message.match(/status code 404/g)?.length, 1, message);
+    assert.match(message, /Response body: Gone lorem ipsum/);
+    assert.ok(!message.includes('<p>') && !message.includes('s3cret'), message);
+    assert.ok(!outcome.commands.some((c) => c[0] === 'podman' && c.includes('pull')), 'a pull was started');
+    assert.equal(partitionLines(disk!.dev).length, 2, 'the marker table is still there');
+  });
+
+  test('fails with BOOTC_INSTALL_FAILED in phase install: bootc failing half way (mkfs); the disk is wiped', async (t) => {
+    if (reason) return t.skip(reason);
+    layMarkerTable(disk!.dev);
+    const outcome = await runStep({ instanceInfo: { bootc_kargs: ['standin.fail=rootfs'] } });
+    assert.equal(outcome.error?.code, 'BOOTC_INSTALL_FAILED', outcome.error ? `${outcome.error.code}: ${outcome.error.message}` : 'succeeded');
+    assert.equal(outcome.error!.details.phase, 'install');
+    assert.match(outcome.error!.message, /failed in phase install/);
+    assert.equal((outcome.error!.details.cleanup as { disk?: string }).disk, 'wiped');
+    assertWiped(disk!.dev);
+    await assertClean(outcome);
+    assert.match(String(outcome.error!.details.stderr_tail), /stand-in failure injected at 'rootfs'/);
+  });
+
+  test('fails with DISK_TOO_SMALL on a 1 GiB disk and leaves its table', async (t) => {
     if (reason) return t.skip(reason);
     layMarkerTable(small!.dev);
     const outcome = await runStep({ device: small!.dev });
     assert.equal(outcome.error?.code, 'DISK_TOO_SMALL', outcome.error?.message);
     assert.equal(outcome.error!.details.phase, 'disk');
-    assertWiped(small!.dev);
+    assert.equal(outcome.error!.details.cleanup, undefined);
+    assert.equal(partitionLines(small!.dev).length, 2, 'the marker table is still there');
     await assertClean(outcome);
   });
 
@@ -557,19 +611,6 @@ describe('execute_bootc_install end to end (stand-in image, real registry, loop 
     assert.ok(lookups >= 1, 'the disk lookup did not start');
     await sleep(2500);
     assert.equal(outcome.commands.filter((c) => c[0] === 'lsblk').length, lookups, 'lsblk still runs after the step ended');
-    await assertClean(outcome);
-  });
-
-  test('fails with COMMAND_NOT_FOUND when podman is missing, and wipes the disk', async (t) => {
-    if (reason) return t.skip(reason);
-    layMarkerTable(disk!.dev);
-    const runner: CommandRunner = {
-      run: (file, args, opts) => realRunner.run(file === 'podman' ? 'podman-is-not-installed' : file, args, opts),
-    };
-    const outcome = await runStep({ runner });
-    assert.equal(outcome.error?.code, 'COMMAND_NOT_FOUND', outcome.error?.message);
-    assert.equal(outcome.error!.details.phase, 'pull');
-    assertWiped(disk!.dev);
     await assertClean(outcome);
   });
 

@@ -7,12 +7,14 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { gzipSync } from 'node:zlib';
 import { CommandExecutor, createStepCommands, StepRegistry, type Progress, type WireCommandResult } from '../../src/commands/index.ts';
 import { AgentError } from '../../src/errors.ts';
 import { createExecaRunner } from '../../src/exec/index.ts';
 import { createStandbyImageCommands, createWriteImageStep, parseWriteImageRequest, type WriteImageDeps } from '../../src/image/index.ts';
 import { createSilentLogger } from '../../src/log/index.ts';
 import { createOciClient } from '../../src/oci/index.ts';
+import { buildIso } from '../configdrive/fixtures.ts';
 import { attachLoop, loopUnavailable, makeGptImage, readHead, startHttpsServer, tempDir, toolMissing, type HttpsServer, type LoopDevice } from './helpers.ts';
 
 const sha256hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -59,7 +61,7 @@ describe('image_info parsing', () => {
   });
 });
 
-describe('write_image step and standby commands through the executor', { skip: toolMissing('openssl', 'sgdisk') }, () => {
+describe('write_image step and standby commands through the executor', { skip: toolMissing('openssl', 'sgdisk', 'genisoimage') }, () => {
   const reason = loopUnavailable();
   const runner = createExecaRunner();
   const oci = createOciClient({ registries: { registries: [] }, policy: null, authFilePaths: [] });
@@ -68,7 +70,11 @@ describe('write_image step and standby commands through the executor', { skip: t
   let loop: LoopDevice | undefined;
   let image: Buffer;
   let recorded: Record<string, string> | undefined;
-  const configdrives: { device: string; value: string }[] = [];
+  // What the fake writer was handed: the drive the step loaded before touching the disk.
+  const configdrives: { device: string; size: number; label: string | null }[] = [];
+  let configDriveValue = '';
+  let configDriveSize = 0;
+  let failConfigDriveWrite = false;
   let executor: CommandExecutor;
   let deps: WriteImageDeps;
 
@@ -77,13 +83,17 @@ describe('write_image step and standby commands through the executor', { skip: t
     server = await startHttpsServer(tmp.dir);
     image = await makeGptImage(tmp.dir, 8);
     server.serve('/image', image, { requireAuthorization: 'Bearer me0w' });
+    const iso = buildIso(tmp.dir);
+    configDriveSize = iso.length;
+    configDriveValue = gzipSync(iso).toString('base64');
     if (!reason) loop = await attachLoop(tmp.dir, 32);
     deps = {
       runner, oci,
       config: { disk_wait_attempts: 1, disk_wait_delay: 0, include_loop_devices: true, insecure: false, ca_file: server.cert.certPath },
       writeConfigDrive: async (device, value) => {
-        if (value === 'FAIL') throw new AgentError('CONFIGDRIVE_NO_SPACE', 'no room for the config drive');
-        configdrives.push({ device, value });
+        assert.ok(typeof value !== 'string', 'the step hands over the drive it loaded ahead');
+        if (failConfigDriveWrite) throw new AgentError('CONFIGDRIVE_NO_SPACE', 'no room for the config drive');
+        configdrives.push({ device, size: value.size, label: value.label });
         return { partition: 'fake' };
       },
       recordPartitionUuids: (uuids) => { recorded = uuids; },
@@ -121,7 +131,7 @@ describe('write_image step and standby commands through the executor', { skip: t
   test('execute_deploy_step write_image: streamed to the hinted disk, config drive, partition UUIDs', async (t) => {
     if (reason) return t.skip(reason);
     const r = await run('deploy.execute_deploy_step', {
-      step: { interface: 'deploy', step: 'write_image', priority: 80, args: { image_info: imageInfo(), configdrive: 'H4sIcd' } },
+      step: { interface: 'deploy', step: 'write_image', priority: 80, args: { image_info: imageInfo(), configdrive: configDriveValue } },
       node: node(), ports: [],
     });
     assert.equal(r.command_status, 'SUCCEEDED', JSON.stringify(r.command_error));
@@ -129,7 +139,7 @@ describe('write_image step and standby commands through the executor', { skip: t
     assert.equal(result.device, loop!.device);
     assert.match(String(result.result), new RegExp(`image \\(whole-disk\\) written to device ${loop!.device}`));
     assert.equal(sha256hex(await readHead(loop!.device, image.length)), sha256hex(image));
-    assert.deepEqual(configdrives.at(-1), { device: loop!.device, value: 'H4sIcd' });
+    assert.deepEqual(configdrives.at(-1), { device: loop!.device, size: configDriveSize, label: 'config-2' });
     assert.ok(recorded?.['efi system partition uuid'], JSON.stringify(recorded));
     assert.match(recorded?.['root uuid'] ?? '', /^0x[0-9a-f]{8}$/);
     assert.equal(server.requests.at(-1)?.authorization, 'Bearer me0w');
@@ -154,6 +164,22 @@ describe('write_image step and standby commands through the executor', { skip: t
     const r = await run('standby.prepare_image', { image_info: imageInfo({ stream_raw_images: false }) });
     assert.equal(r.command_status, 'SUCCEEDED', JSON.stringify(r.command_error));
     assert.match(JSON.stringify(r.command_result), /prepare_image: image \(whole-disk\) written/);
+  });
+
+  test('a config drive URL that answers 404 fails in phase validate and leaves the disk as it was', async (t) => {
+    if (reason) return t.skip(reason);
+    const before = sha256hex(await readHead(loop!.device, image.length));
+    const requestsBefore = server.requests.length;
+    const r = await run('deploy.execute_deploy_step', {
+      step: { interface: 'deploy', step: 'write_image', args: { image_info: imageInfo(), configdrive: `${server.url}/no-such-configdrive?sig=s3cret` } },
+      node: node(), ports: [],
+    });
+    assert.equal(r.command_status, 'FAILED');
+    assert.match(r.command_error!.details, /^\[CONFIGDRIVE_DOWNLOAD_FAILED\] write_image failed in phase validate: /);
+    assert.match(r.command_error!.details, /404/);
+    assert.doesNotMatch(r.command_error!.details, /s3cret|cleanup=/);
+    assert.deepEqual(server.requests.slice(requestsBefore).map((q) => q.path), ['/no-such-configdrive'], 'only the config drive was asked for');
+    assert.equal(sha256hex(await readHead(loop!.device, image.length)), before, 'the disk changed');
   });
 
   test('an http URL without a checksum: FAILED, IMAGE_CHECKSUM_UNSUPPORTED, before choosing a disk', async () => {
@@ -182,8 +208,10 @@ describe('write_image step and standby commands through the executor', { skip: t
 
   test('a config drive failure after the image was written wipes the disk', async (t) => {
     if (reason) return t.skip(reason);
+    failConfigDriveWrite = true;
+    t.after(() => { failConfigDriveWrite = false; });
     const r = await run('deploy.execute_deploy_step', {
-      step: { interface: 'deploy', step: 'write_image', args: { image_info: imageInfo(), configdrive: 'FAIL' } },
+      step: { interface: 'deploy', step: 'write_image', args: { image_info: imageInfo(), configdrive: configDriveValue } },
       node: node(), ports: [],
     });
     assert.equal(r.command_status, 'FAILED');
