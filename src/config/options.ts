@@ -62,6 +62,11 @@ export const OPTIONS = [
   { key: 'state_dir', cmdline: 'bootc-agent-state-dir', kind: 'string', default: '/run/bootc-agent', help: 'Where the token, certificate, callback URL and agent log are kept for the ramdisk lifetime.' },
   { key: 'log_file', cmdline: 'bootc-agent-log-file', kind: 'string', help: 'Agent log file (JSON lines); default <state_dir>/agent.log.' },
   { key: 'max_request_body_bytes', cmdline: 'bootc-agent-max-request-body', kind: 'int', default: 104857600, min: 1024, help: 'Largest accepted API request body (a 64 MiB config drive, gzipped and base64-encoded, fits).' },
+  { key: 'api_max_connections', cmdline: 'bootc-agent-api-max-connections', kind: 'int', default: 64, min: 2, help: 'Most connections the agent API keeps open (TLS handshakes included); at the cap a new connection closes the least recently used idle one, or is refused when none is idle.' },
+  { key: 'api_max_requests', cmdline: 'bootc-agent-api-max-requests', kind: 'int', default: 32, min: 1, help: 'Most requests the agent API answers at once (waiting ones included); beyond it a request answers 503 with Retry-After: 1.' },
+  { key: 'api_header_timeout', cmdline: 'bootc-agent-api-header-timeout', kind: 'number', default: 10, min: 0.05, help: 'Seconds a client has for its TLS handshake, and for each request line and headers; then 408 and the connection is closed.' },
+  { key: 'api_body_timeout', cmdline: 'bootc-agent-api-body-timeout', kind: 'number', default: 120, min: 0.05, help: 'Seconds a client has to send a whole request, body included (at least api_header_timeout); then 408 and the connection is closed.' },
+  { key: 'api_max_json_entries', cmdline: 'bootc-agent-api-max-json-entries', kind: 'int', default: 10000, min: 16, help: 'Most object members and array items in a JSON request body; more answers 413 before the body is parsed.' },
   { key: 'disable_bootc_deploy', cmdline: 'bootc-agent-disable-bootc-deploy', kind: 'bool', default: false, help: 'Operator switch: refuse bootc deploys (like IPA\'s disable_bootc_deploy).' },
 ] as const satisfies readonly OptionDef[];
 
@@ -161,5 +166,10 @@ export interface Config {
   state_dir: string;
   log_file?: string;
   max_request_body_bytes: number;
+  api_max_connections: number;
+  api_max_requests: number;
+  api_header_timeout: number;
+  api_body_timeout: number;
+  api_max_json_entries: number;
   disable_bootc_deploy: boolean;
 }
