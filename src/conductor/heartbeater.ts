@@ -1,8 +1,8 @@
 /**
  * The heartbeat loop (IPA `agent.py` `IronicPythonAgentHeartbeater`): the first heartbeat as
  * soon as started, then every `heartbeat_timeout × U(0.3, 0.6)`, `5 s × U(1, 2)` after an
- * error, and `force()` for "a command finished, look at me now" — at most one per 5 s.
- * Never two heartbeats in flight.
+ * error, and `force()` for "a command finished, look at me now": within 0.25 s of the call
+ * (or as soon as the heartbeat in flight returns), at most four a second. Never two in flight.
  * @module
  */
 import { toAgentError, type AgentError } from '../errors.ts';
@@ -44,7 +44,7 @@ export interface HeartbeaterStats {
 export interface Heartbeater {
   /** Sends the first heartbeat now; `signal` stops the loop like stop(). */
   start(signal?: AbortSignal): void;
-  /** Ask for a heartbeat soon (coalesced; at most one per 5 s). */
+  /** Ask for a heartbeat now (coalesced; at most one per 0.25 s, never two in flight). */
   force(): void;
   /** Stops the loop, aborts a heartbeat in flight and waits for it to settle. */
   stop(): Promise<void>;
@@ -56,9 +56,13 @@ export interface Heartbeater {
 // interval is spread over 0.3–0.6 × heartbeat_timeout, error retries over 5–10 s.
 const MIN_JITTER = 0.3;
 const MAX_JITTER = 0.6;
-const MIN_INTERVAL_MS = 5_000;
+const ERROR_RETRY_MS = 5_000;
 const MIN_ERROR_JITTER = 1;
 const MAX_ERROR_JITTER = 2;
+// A conductor learns that a command finished from the heartbeat that follows it, so a forced
+// heartbeat is not held back by the normal spacing; this floor only caps a burst of commands
+// finishing back to back (each one forces) at four heartbeats a second.
+const FORCED_SPACING_MS = 250;
 
 export function createHeartbeater(options: HeartbeaterOptions): Heartbeater {
   const log = options.log.child({ component: 'heartbeat' });
@@ -71,20 +75,21 @@ export function createHeartbeater(options: HeartbeaterOptions): Heartbeater {
   let timer: unknown;
   let inFlight: Promise<void> | undefined;
   let lastAt = Number.NEGATIVE_INFINITY;
+  let lastStartAt = Number.NEGATIVE_INFINITY;
   let intervalMs = 0;
   let abort = new AbortController();
   let external: { signal: AbortSignal; onAbort: () => void } | undefined;
   const stats: HeartbeaterStats = { sent: 0, failed: 0, inFlight: false, lastSuccessAt: undefined, lastError: undefined, nextAt: undefined };
 
-  // (Re)arms the single timer: due at the end of the interval, or 5 s after the last
-  // heartbeat when forced, whichever is sooner. Nothing is armed while one is in flight.
+  // (Re)arms the single timer: due at the end of the interval, or — when forced — 0.25 s after
+  // the last heartbeat started, whichever is sooner. Nothing is armed while one is in flight.
   function schedule(): void {
     if (timer !== undefined) clock.clearTimeout(timer);
     timer = undefined;
     stats.nextAt = undefined;
     if (!running || inFlight) return;
     let due = lastAt + intervalMs;
-    if (forced) due = Math.min(due, lastAt + MIN_INTERVAL_MS);
+    if (forced) due = Math.min(due, lastStartAt + FORCED_SPACING_MS);
     const wait = Math.max(0, due - clock.now());
     stats.nextAt = clock.now() + wait;
     timer = clock.setTimeout(fire, wait);
@@ -104,6 +109,7 @@ export function createHeartbeater(options: HeartbeaterOptions): Heartbeater {
 
   async function beat(): Promise<void> {
     forced = false;
+    lastStartAt = clock.now();
     const signal = abort.signal;
     try {
       const state = options.getState();
@@ -126,7 +132,7 @@ export function createHeartbeater(options: HeartbeaterOptions): Heartbeater {
       const error = toAgentError(err);
       stats.failed++;
       stats.lastError = error;
-      intervalMs = jitter(MIN_INTERVAL_MS, MIN_ERROR_JITTER, MAX_ERROR_JITTER);
+      intervalMs = jitter(ERROR_RETRY_MS, MIN_ERROR_JITTER, MAX_ERROR_JITTER);
       const conflict = error.details.conflict === true;
       log[conflict ? 'warn' : 'error']({ err: error, retryInMs: Math.round(intervalMs) }, conflict ? 'heartbeat conflict (node locked), retrying' : 'heartbeat failed, retrying');
     } finally {

@@ -45,7 +45,7 @@ function setup(random = () => 0.5) {
   const client = fakeClient(clock);
   const heartbeater = createHeartbeater({ client, getState: () => STATE, log: createSilentLogger(), clock, random });
   const start = clock.now();
-  const times = () => client.calls.map((c) => c.at - start);
+  const times = Object.assign(() => client.calls.map((c) => c.at - start), { start });
   return { clock, client, heartbeater, times };
 }
 
@@ -89,25 +89,42 @@ describe('heartbeater', () => {
     await heartbeater.stop();
   });
 
-  it('force() sends one heartbeat 5 s after the last, however often it is called', async () => {
+  it('force() sends a heartbeat within 0.5 s, however recent the last one, and coalesces calls', async () => {
     const { clock, heartbeater, times } = setup();
     heartbeater.start();
-    await clock.advance(1_000);
+    await clock.advance(100);
+    // A command finishes 0.1 s after the first heartbeat: it must not wait for the normal spacing.
     heartbeater.force();
     heartbeater.force();
     await clock.advance(1_000);
-    heartbeater.force();
-    await clock.advance(10_000);
-    assert.deepEqual(times(), [0, 5_000]);
+    assert.deepEqual(times(), [0, 250]);
     // Long after the last one, a forced heartbeat goes out at once.
     await clock.advance(60_000);
     heartbeater.force();
     await clock.advance(0);
-    assert.deepEqual(times(), [0, 5_000, 72_000]);
+    assert.deepEqual(times(), [0, 250, 61_100]);
     await heartbeater.stop();
   });
 
-  it('never has two heartbeats in flight; a force during one is sent after it', async () => {
+  it('force() called in a burst sends at most four heartbeats a second, each within 0.5 s of a call', async () => {
+    const { clock, heartbeater, times } = setup();
+    heartbeater.start();
+    await clock.advance(0);
+    const forcedAt: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      await clock.advance(50);
+      forcedAt.push(clock.now() - times.start);
+      heartbeater.force();
+    }
+    await clock.advance(1_000);
+    const sent = times().slice(1);
+    // The last call (at 1 000 ms) came just after the heartbeat of that moment had started.
+    assert.deepEqual(sent, [250, 500, 750, 1_000, 1_250]);
+    for (const at of forcedAt) assert.ok(sent.some((s) => s >= at && s - at <= 500), `force at ${at} ms: heartbeats at ${sent.join(', ')}`);
+    await heartbeater.stop();
+  });
+
+  it('never has two heartbeats in flight; a force during one is sent as soon as it returns', async () => {
     const { clock, client, heartbeater, times } = setup();
     let release!: () => void;
     client.holdUntil(new Promise<void>((resolve) => { release = resolve; }));
@@ -119,8 +136,7 @@ describe('heartbeater', () => {
     assert.deepEqual(times(), [0]);
     release();
     await clock.advance(0);
-    await clock.advance(5_000);
-    assert.deepEqual(times(), [0, 305_000]);
+    assert.deepEqual(times(), [0, 300_000]);
     assert.equal(client.maxInFlight, 1);
     await heartbeater.stop();
   });
