@@ -68,6 +68,7 @@ export const OPTIONS = [
   { key: 'api_body_timeout', cmdline: 'bootc-agent-api-body-timeout', kind: 'number', default: 120, min: 0.05, help: 'Seconds a client has to send a whole request, body included (at least api_header_timeout); then 408 and the connection is closed.' },
   { key: 'api_max_json_entries', cmdline: 'bootc-agent-api-max-json-entries', kind: 'int', default: 10000, min: 16, help: 'Most object members and array items in a JSON request body; more answers 413 before the body is parsed.' },
   { key: 'disable_bootc_deploy', cmdline: 'bootc-agent-disable-bootc-deploy', kind: 'bool', default: false, help: 'Operator switch: refuse bootc deploys (like IPA\'s disable_bootc_deploy).' },
+  { key: 'shutdown_timeout', cmdline: 'bootc-agent-shutdown-timeout', kind: 'number', default: 30, min: 1, help: 'Seconds SIGTERM/SIGINT may take: the running command is cancelled (its containers removed, a written disk wiped), heartbeats stop, the API closes; past this the agent exits 1 at once.' },
 ] as const satisfies readonly OptionDef[];
 
 export type OptionKey = (typeof OPTIONS)[number]['key'];
@@ -172,4 +173,5 @@ export interface Config {
   api_body_timeout: number;
   api_max_json_entries: number;
   disable_bootc_deploy: boolean;
+  shutdown_timeout: number;
 }
