@@ -3,11 +3,11 @@
  * and call `log.child({ component })`.
  * @module
  */
-import { mkdirSync } from 'node:fs';
+import { fchmodSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino from 'pino';
 import type { DestinationStream, Logger as PinoLogger } from 'pino';
-import { redactRecord, type ErrorSerializer } from './redact.ts';
+import { redactRecord, truncateText, type ErrorSerializer } from './redact.ts';
 
 export type Logger = PinoLogger;
 
@@ -25,6 +25,23 @@ function guardChildren(logger: PinoLogger): void {
   } as PinoLogger['child'];
 }
 
+// The message strings of a call are cut like the strings of its record (redact.ts's limits); an
+// error logged without a message would print its whole message as `msg`, so it gets a cut one.
+function boundMessages(this: PinoLogger, args: unknown[], method: (...a: unknown[]) => void): void {
+  const bounded = args.map((a) => (typeof a === 'string' ? truncateText(a) : a));
+  if (bounded[0] instanceof Error && typeof bounded[1] !== 'string') bounded.splice(1, 0, truncateText(bounded[0].message));
+  method.apply(this, bounded);
+}
+
+// The log holds what the conductor sent (masked, but still the node's details): only root reads
+// it. The mode of open() applies to a new file only, so an existing one is chmod'ed too.
+function openLogFile(file: string): number {
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  const fd = openSync(file, 'a', 0o600);
+  fchmodSync(fd, 0o600);
+  return fd;
+}
+
 export interface LoggerOptions {
   level?: string;
   /** Also append JSON lines to this file (collected by `log.collect_system_logs`). */
@@ -35,15 +52,13 @@ export interface LoggerOptions {
 
 export function createLogger(options: LoggerOptions = {}): Logger {
   const streams: pino.StreamEntry[] = [{ stream: options.stream ?? pino.destination({ dest: 1, sync: false }) }];
-  if (options.file) {
-    mkdirSync(dirname(options.file), { recursive: true, mode: 0o700 });
-    streams.push({ stream: pino.destination({ dest: options.file, sync: false, mkdir: true }) });
-  }
+  if (options.file) streams.push({ stream: pino.destination({ dest: openLogFile(options.file), sync: false }) });
   const root = pino(
     {
       name: 'bootc-agent',
       onChild: guardChildren,
       level: options.level ?? 'info',
+      hooks: { logMethod: boundMessages },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }), bindings: redact, log: redact },
       // formatters.log runs first and has already turned every error (`log.error(err)` too) into

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { AgentError } from '../../src/errors.ts';
@@ -95,5 +98,52 @@ describe('log redaction', () => {
     const record = { a: 1, b: { c: [1, 2, { d: 'x' }] } };
     assert.equal(redactRecord(record), record);
     assert.ok(SECRET_KEYS.includes('oci_pull_secret') && SECRET_KEYS.includes('agent_token'));
+  });
+
+  it('bounds every record: long strings, keys and items beyond a count, a long message; secrets still masked', async () => {
+    const sink = capture();
+    const many: Record<string, number> = {};
+    for (let i = 0; i < 1_000_000; i++) many[`key${i}`] = i;
+    const huge = 'x'.repeat(13 * 2 ** 20);
+    sink.log.info({ params: many, blob: huge, list: Array.from({ length: 100_000 }, (_, i) => i), token: 'tok-bounded-secret', err: new Error(huge) }, `request ${huge}`);
+    const text = await sink.text();
+    assert.ok(text.length < 128 * 1024, `a ${text.length}-byte log line`);
+    const [line] = await sink.records();
+    assert.equal(line!['token'], CENSOR);
+    assert.match(String(line!['blob']), /^x+…\[\d+ more characters\]$/);
+    assert.match(String(line!['msg']), /^request x+…\[\d+ more characters\]$/);
+    const params = line!['params'] as Record<string, unknown>;
+    assert.equal(params['key0'], 0);
+    assert.ok(Object.keys(params).length < 1000);
+    assert.match(String(params['…']), /more keys not logged/);
+    const list = line!['list'] as unknown[];
+    assert.ok(list.length < 1000);
+    assert.match(String(list.at(-1)), /more items not logged/);
+    assert.ok(!text.includes('tok-bounded-secret'));
+  });
+
+  it('keeps ordinary records whole', async () => {
+    const sink = capture();
+    const record = { path: '/v1/commands/', list: Array.from({ length: 50 }, (_, i) => ({ i, name: `n${i}` })), text: 'y'.repeat(4000) };
+    assert.equal(redactRecord(record), record);
+    sink.log.info(record, 'ordinary');
+    const [line] = await sink.records();
+    assert.deepEqual(line!['list'], record.list);
+    assert.equal(line!['text'], record.text);
+  });
+
+  it('creates the log file with mode 0600, and makes an existing one 0600', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'agent-log-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const fresh = join(dir, 'new', 'agent.log');
+    const log = createLogger({ file: fresh, stream: new Writable({ write(_c, _e, cb) { cb(); } }) });
+    log.info('hello');
+    assert.equal((await stat(fresh)).mode & 0o777, 0o600);
+    const existing = join(dir, 'old.log');
+    await writeFile(existing, 'earlier line\n', { mode: 0o644 });
+    createLogger({ file: existing, stream: new Writable({ write(_c, _e, cb) { cb(); } }) }).info('appended');
+    assert.equal((await stat(existing)).mode & 0o777, 0o600);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.match(await readFile(existing, 'utf8'), /^earlier line\n/);
   });
 });
