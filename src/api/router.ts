@@ -9,13 +9,19 @@ import { AgentError } from '../errors.ts';
 import type { Logger } from '../log/index.ts';
 import type { CommandExecutor } from '../commands/index.ts';
 import { errorResponse, type ApiResponse } from './http-errors.ts';
+import { checkJsonShape } from './json-shape.ts';
+import { apiLimits, MAX_JSON_DEPTH, type ApiLimits } from './limits.ts';
+import { parseTarget } from './target.ts';
 
 export interface ApiRequest {
   method: string;
   /** Path and query, e.g. `/v1/commands/?wait=true&agent_token=…`. */
   url: string;
   headers: Record<string, string | string[] | undefined>;
+  /** The body, when it is already at hand (tests). */
   body?: Buffer;
+  /** Reads the body from the socket: called only by a route that takes one, after the token. */
+  readBody?: () => Promise<Buffer>;
   /** Aborted when the client goes away (ends `?wait=true` waits). */
   signal?: AbortSignal;
   /** Whether the request came over TLS (for links in version documents). */
@@ -30,6 +36,8 @@ export interface RouterDeps {
   /** The current agent token; undefined until known. */
   getToken(): string | undefined;
   getInventory(signal: AbortSignal): Promise<unknown>;
+  /** `api_max_json_entries` (the agent passes its Config); default DEFAULT_API_LIMITS. */
+  limits?: Partial<Pick<ApiLimits, 'api_max_json_entries'>>;
 }
 
 export type Router = (request: ApiRequest) => Promise<ApiResponse>;
@@ -52,6 +60,7 @@ export function tokensEqual(expected: string, given: string): boolean {
 
 export function createRouter(deps: RouterDeps): Router {
   const log = deps.log.child({ component: 'api' });
+  const maxJsonEntries = apiLimits(deps.limits).api_max_json_entries;
 
   const requireToken = (query: URLSearchParams) => {
     const expected = deps.getToken();
@@ -67,14 +76,16 @@ export function createRouter(deps: RouterDeps): Router {
     return parsed.data === 'true' || parsed.data === 'True' || parsed.data === '1';
   };
 
-  const parseBody = (request: ApiRequest): unknown => {
+  const parseBody = async (request: ApiRequest): Promise<unknown> => {
     const type = String(request.headers['content-type'] ?? 'application/json');
     if (!/^application\/(.+\+)?json\b/i.test(type)) {
-      throw new AgentError('UNSUPPORTED_MEDIA_TYPE', `Unsupported Content-Type ${type}; send application/json`);
+      throw new AgentError('UNSUPPORTED_MEDIA_TYPE', `Unsupported Content-Type ${type.slice(0, 100)}; send application/json`);
     }
-    if (!request.body || request.body.length === 0) throw new AgentError('INVALID_REQUEST', 'Missing request body: expected {"name": ..., "params": {...}}');
+    const body = request.body ?? await request.readBody?.();
+    if (!body || body.length === 0) throw new AgentError('INVALID_REQUEST', 'Missing request body: expected {"name": ..., "params": {...}}');
+    checkJsonShape(body, maxJsonEntries, MAX_JSON_DEPTH);
     try {
-      return JSON.parse(request.body.toString('utf8')) as unknown;
+      return JSON.parse(body.toString('utf8')) as unknown;
     } catch (err) {
       throw new AgentError('INVALID_REQUEST', `Request body is not valid JSON: ${(err as Error).message}`);
     }
@@ -114,7 +125,7 @@ export function createRouter(deps: RouterDeps): Router {
         requireToken(query);
         if (method === 'GET') return { status: 200, body: { commands: deps.executor.list() } };
         const wait = parseWait(query);
-        const parsed = RunCommandBody.safeParse(parseBody(request));
+        const parsed = RunCommandBody.safeParse(await parseBody(request));
         if (!parsed.success) {
           throw new AgentError('INVALID_REQUEST', `Invalid command request: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ')}`);
         }
@@ -132,10 +143,10 @@ export function createRouter(deps: RouterDeps): Router {
 
   return async (request) => {
     try {
-      const url = new URL(request.url, 'http://agent.invalid');
+      const { path, query } = parseTarget(request.url);
       const host = String(request.headers.host ?? 'localhost');
       const base = `${request.secure ? 'https' : 'http'}://${host}`;
-      return await route(request, url.pathname, url.searchParams, base);
+      return await route(request, path, query, base);
     } catch (err) {
       return errorResponse(err, log);
     }
