@@ -55,7 +55,8 @@ Exit codes
   1  unexpected internal error
   2  bad usage (unknown option, missing --output, malformed reference or checksum)
   3  download failed (network, TLS, registry, authentication, not found, no matching platform)
-  4  verification failed (checksum or digest mismatch); a written device is wiped, a file deleted
+  4  verification failed (checksum or digest mismatch; a signature policy.json requires is missing,
+     invalid, for another digest or for another identity); a written device is wiped, a file deleted
   5  write failed (target too small, no temporary space for qcow2, I/O error, device mounted)
   6  unsupported image (xz, a format other than raw/qcow2, unknown checksum algorithm)
   130 interrupted (SIGINT/SIGTERM); a partially written device is wiped, a file deleted
@@ -79,8 +80,13 @@ const EXIT_BY_CODE: Partial<Record<ErrorCode, number>> = {
   OCI_PLATFORM_NOT_FOUND: EXIT.download,
   OCI_POLICY_REJECTED: EXIT.download,
   OCI_SIGNATURE_REQUIRED: EXIT.download,
+  OCI_POLICY_REQUIREMENT_UNKNOWN: EXIT.download,
   IMAGE_CHECKSUM_MISMATCH: EXIT.verify,
   OCI_DIGEST_MISMATCH: EXIT.verify,
+  OCI_SIGNATURE_MISSING: EXIT.verify,
+  OCI_SIGNATURE_INVALID: EXIT.verify,
+  OCI_SIGNATURE_DIGEST_MISMATCH: EXIT.verify,
+  OCI_SIGNATURE_IDENTITY_MISMATCH: EXIT.verify,
   IMAGE_WRITE_FAILED: EXIT.write,
   IMAGE_TOO_LARGE: EXIT.write,
   IMAGE_TEMP_NO_SPACE: EXIT.write,

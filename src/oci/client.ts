@@ -15,7 +15,7 @@ import { createDispatcher, DEFAULT_CERTS_DIRS, loadHostTls } from './dispatcher.
 import { cancelled, type HttpContext } from './http.ts';
 import type { ManifestDocument } from './manifest-parse.ts';
 import { fetchManifest, resolveTag } from './manifest-fetch.ts';
-import { checkPolicy, DEFAULT_POLICY_PATH, loadPolicy, type Policy } from './policy.ts';
+import { checkPolicy, DEFAULT_POLICY_PATH, loadPolicy, type Policy, type PolicyPlan } from './policy.ts';
 import { apiHost, formatName, formatReference, parseReference, withDigest, type ImageReference } from './reference.ts';
 import {
   DEFAULT_REGISTRIES_CONF, DEFAULT_REGISTRIES_CONF_DIR, isInsecureRegistry, loadRegistriesConf, pullSources,
@@ -26,6 +26,7 @@ import { RegistrySession } from './session.ts';
 import { openBlobChunks, openBlobStream, type BlobOptions } from './blob.ts';
 import { inspectImage, type ImageInspection, type InspectOptions } from './inspect.ts';
 import type { CallOptions, ImageResolver, ResolvedImage } from './resolver.ts';
+import type { SignatureVerification } from './signatures/index.ts';
 import { Descriptor } from './schemas.ts';
 
 export interface OciClientOptions {
@@ -141,7 +142,7 @@ export class OciClient implements ImageResolver {
     // Objects are re-validated too: their tag/digest become URL path segments.
     const ref = parseReference(typeof input === 'string' ? input : formatReference(input));
     const { registries, policy } = await this.#loadConfig();
-    if (policy) checkPolicy(policy, ref);
+    const plan = policy ? checkPolicy(policy, ref) : undefined;
     const sources = pullSources(registries, ref);
     const mirrorErrors: Record<string, string>[] = [];
     for (const source of sources) {
@@ -153,7 +154,8 @@ export class OciClient implements ImageResolver {
           const tagged = await resolveTag(session, ref.tag ?? 'latest', options.signal);
           document = tagged.document ?? await fetchManifest(session, tagged.digest, { signal: options.signal });
         }
-        return { reference: withDigest(ref, document.digest), source, document, credentials };
+        const signatures = await this.#verifySignatures(plan, session, ref, document.digest, options.signal);
+        return { reference: withDigest(ref, document.digest), source, document, credentials, ...(signatures ? { signatures } : {}) };
       } catch (err) {
         if (!source.mirror || (isAgentError(err) && err.code === 'CANCELLED')) {
           if (mirrorErrors.length && isAgentError(err)) err.details['mirror_errors'] = mirrorErrors;
@@ -165,6 +167,17 @@ export class OciClient implements ImageResolver {
       }
     }
     throw new AgentError('INTERNAL', 'no pull source');
+  }
+
+  // Signature verification (and the sigstore libraries) is loaded only when the policy asks for it.
+  async #verifySignatures(plan: PolicyPlan | undefined, session: RegistrySession, ref: ImageReference, digest: string, signal: AbortSignal | undefined): Promise<SignatureVerification[] | undefined> {
+    if (!plan?.signatures.length) return undefined;
+    const { verifySignatures } = await import('./signatures/index.ts');
+    const verified = await verifySignatures(plan.signatures, { session, reference: ref, digest, signal });
+    for (const v of verified) {
+      this.log.info({ reference: formatName(ref), digest, scope: v.scope, key: v.keyFingerprint, found_in: v.foundIn, format: v.format }, 'signature verified');
+    }
+    return verified;
   }
 
   /** Resolve, select for this platform and describe an image or artifact (no layer download). */

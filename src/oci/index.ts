@@ -49,7 +49,8 @@ export {
 } from './registries-conf.ts';
 export type { PullSource, RegistriesConfig, RegistryConfig } from './registries-conf.ts';
 export { checkPolicy, loadPolicy, parsePolicy, DEFAULT_POLICY_PATH } from './policy.ts';
-export type { Policy } from './policy.ts';
+export type { Policy, PolicyPlan } from './policy.ts';
+export type { SignatureVerification } from './signatures/index.ts';
 export { DEFAULT_CERTS_DIRS } from './dispatcher.ts';
 export { parseManifestDocument } from './manifest-parse.ts';
 export type { ManifestDocument } from './manifest-parse.ts';

@@ -11,6 +11,7 @@ import { formatPlatform, hostPlatform, normalizePlatform, platformScore, type Pl
 import { toPodmanReference, withDigest, type ImageReference } from './reference.ts';
 import type { PullSource } from './registries-conf.ts';
 import type { CallOptions, ImageResolver, ResolvedImage } from './resolver.ts';
+import type { SignatureVerification } from './signatures/index.ts';
 import {
   compressionOf, diskFormatOf, disktypeRank, isArtifactManifest, rankCandidates, safeFileName,
   type Compression, type DownloadSource, type IndexCandidate,
@@ -72,6 +73,11 @@ export interface ImageInspection {
   source: PullSource;
   /** `host/name@digest` for podman (never `oci://`). */
   podmanReference: string;
+  /**
+   * The signatures policy.json required, verified for `resolvedDigest` (which binds `digest`);
+   * absent when the policy asked for none.
+   */
+  signatures?: SignatureVerification[];
 }
 
 async function readConfig(session: RegistrySession, d: Descriptor, signal: AbortSignal | undefined): Promise<ImageConfig | undefined> {
@@ -199,5 +205,6 @@ async function describe(input: DescribeInput): Promise<ImageInspection | undefin
     ...(compression ? { compression } : {}),
     source: resolved.source,
     podmanReference: toPodmanReference(reference),
+    ...(resolved.signatures ? { signatures: resolved.signatures } : {}),
   };
 }

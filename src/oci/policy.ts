@@ -1,13 +1,16 @@
 /**
- * containers-policy.json(5) for the `docker` transport. We do not verify signatures yet, so:
- * `insecureAcceptAnything` passes, `reject` refuses, `signedBy`/`sigstoreSigned` refuse with
- * OCI_SIGNATURE_REQUIRED, and any other requirement type refuses — never a silent pass.
+ * containers-policy.json(5) for the `docker` transport: `insecureAcceptAnything` passes,
+ * `reject` refuses, `sigstoreSigned` with public keys is handed to signature verification
+ * (src/oci/signatures/, after the digest is resolved), `signedBy` (GPG) and `signedBaseLayer`
+ * refuse with OCI_SIGNATURE_REQUIRED because the agent does not verify them, and any other
+ * requirement type refuses with OCI_POLICY_REQUIREMENT_UNKNOWN — never a silent pass.
  * @module
  */
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { AgentError } from '../errors.ts';
 import { formatName, type ImageReference } from './reference.ts';
+import { parseSigstoreRequirement, type SigstoreRequirement } from './signatures/requirement.ts';
 
 export const DEFAULT_POLICY_PATH = '/etc/containers/policy.json';
 
@@ -19,7 +22,7 @@ export const Policy = z.object({
 });
 export type Policy = z.infer<typeof Policy>;
 
-const SIGNATURE_TYPES = new Set(['signedBy', 'sigstoreSigned', 'signedBaseLayer']);
+const UNVERIFIED_SIGNATURE_TYPES = new Set(['signedBy', 'signedBaseLayer']);
 
 export function parsePolicy(text: string, source = 'policy.json'): Policy {
   let json: unknown;
@@ -71,20 +74,35 @@ export function requirementsFor(policy: Policy, ref: ImageReference): { scope: s
   return { scope: 'default', requirements: policy.default };
 }
 
-/** Throws unless every requirement for `ref` is `insecureAcceptAnything`. */
-export function checkPolicy(policy: Policy, ref: ImageReference): void {
+/** What policy.json asks of one image: the scope that applied and the signatures still to verify. */
+export interface PolicyPlan {
+  scope: string;
+  signatures: SigstoreRequirement[];
+}
+
+/**
+ * Evaluates what can be decided without the registry: throws for `reject`, for signature types
+ * the agent does not verify and for unknown types; returns the `sigstoreSigned` requirements.
+ */
+export function checkPolicy(policy: Policy, ref: ImageReference): PolicyPlan {
   const name = formatName(ref);
   const { scope, requirements } = requirementsFor(policy, ref);
+  const signatures: SigstoreRequirement[] = [];
   for (const req of requirements) {
     if (req.type === 'insecureAcceptAnything') continue;
     const details = { reference: name, scope, requirement: req.type };
     if (req.type === 'reject') {
       throw new AgentError('OCI_POLICY_REJECTED', `policy.json rejects ${name} (scope "${scope}")`, { details });
     }
-    if (SIGNATURE_TYPES.has(req.type)) {
-      throw new AgentError('OCI_SIGNATURE_REQUIRED',
-        `policy.json requires a ${req.type} signature for ${name} (scope "${scope}"); this agent cannot verify signatures yet`, { details });
+    if (req.type === 'sigstoreSigned') {
+      signatures.push(parseSigstoreRequirement(req, scope, name));
+      continue;
     }
-    throw new AgentError('OCI_POLICY_REJECTED', `policy.json has an unsupported requirement type "${req.type}" for ${name}`, { details });
+    if (UNVERIFIED_SIGNATURE_TYPES.has(req.type)) {
+      throw new AgentError('OCI_SIGNATURE_REQUIRED',
+        `policy.json requires a ${req.type} signature for ${name} (scope "${scope}"); this agent verifies sigstoreSigned signatures with public keys only`, { details });
+    }
+    throw new AgentError('OCI_POLICY_REQUIREMENT_UNKNOWN', `policy.json has an unknown requirement type "${req.type.slice(0, 100)}" for ${name}`, { details });
   }
+  return { scope, signatures };
 }

@@ -10,6 +10,7 @@ import type { ManifestDocument } from './manifest-parse.ts';
 import type { ImageReference } from './reference.ts';
 import type { PullSource } from './registries-conf.ts';
 import type { RegistrySession } from './session.ts';
+import type { SignatureVerification } from './signatures/index.ts';
 
 export interface CallOptions {
   signal?: AbortSignal | undefined;
@@ -26,6 +27,8 @@ export interface ResolvedImage {
   document: ManifestDocument;
   /** Credentials used for this source (kept for later blob requests). */
   credentials?: Credentials | undefined;
+  /** The signatures policy.json required and that were verified for `reference.digest`; absent when none was required. */
+  signatures?: SignatureVerification[];
 }
 
 export interface ImageResolver {

@@ -36,16 +36,21 @@ test('policy: scopes from most to least specific', () => {
 const cases: [string, string | undefined][] = [
   ['oci://quay.io/any/thing:1', undefined],
   ['oci://quay.io/signed/x:1', 'OCI_SIGNATURE_REQUIRED'],
-  ['oci://quay.io/sigstore/img:1', 'OCI_SIGNATURE_REQUIRED'],
   ['oci://quay.io/sigstore/img2:1', undefined],
   ['oci://build.corp.example/x:1', undefined],
   ['oci://other.io/x:1', 'OCI_POLICY_REJECTED'],
-  ['oci://weird.io/x:1', 'OCI_POLICY_REJECTED'],
+  ['oci://weird.io/x:1', 'OCI_POLICY_REQUIREMENT_UNKNOWN'],
   ['oci://mixed.io/x:1', 'OCI_POLICY_REJECTED'],
 ];
 for (const [ref, expected] of cases) {
   test(`policy: ${ref} → ${expected ?? 'accepted'}`, () => assert.equal(code(ref), expected));
 }
+
+test('policy: sigstoreSigned with a key is planned for verification (scope, keys, default signedIdentity), not refused', () => {
+  const plan = checkPolicy(policy, parseReference('oci://quay.io/sigstore/img:1'));
+  assert.deepEqual(plan, { scope: 'quay.io/sigstore/img', signatures: [{ type: 'sigstoreSigned', scope: 'quay.io/sigstore/img', keyPaths: ['/k'], keyDatas: [], signedIdentity: { type: 'matchRepoDigestOrExact' } }] });
+  assert.deepEqual(checkPolicy(policy, parseReference('oci://quay.io/any/thing:1')).signatures, []);
+});
 
 test('policy: the transport default "" applies before the global default', () => {
   const p = parsePolicy(JSON.stringify({ default: [{ type: 'reject' }], transports: { docker: { '': [{ type: 'insecureAcceptAnything' }] } } }));
