@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { AgentError, describeError, toAgentError, type AgentError as AgentErrorType } from '../errors.ts';
 import type { Logger } from '../log/index.ts';
+import type { CommandJournal, JournalFile } from './journal.ts';
 import type { CommandDefinition, CommandStatus, Progress, WireCommandError, WireCommandResult } from './types.ts';
 
 interface CommandRecord {
@@ -18,6 +19,9 @@ interface CommandRecord {
   progress: Progress | undefined;
   done: Promise<void>;
   abort: AbortController;
+  journal: CommandJournal | undefined;
+  /** Why the agent stopped it (shutdown), if it did. */
+  stopped?: string;
 }
 
 export interface CommandExecutorOptions {
@@ -28,6 +32,8 @@ export interface CommandExecutorOptions {
   onProgress?: (command: string, progress: Progress) => void;
   /** Cap on kept results: the oldest finished ones are dropped past it. */
   maxResults?: number;
+  /** Where async commands are journaled (./journal.ts), so a restart after a kill can recover. */
+  journal?: JournalFile;
 }
 
 export function toWireError(err: AgentErrorType): WireCommandError {
@@ -40,6 +46,7 @@ export class CommandExecutor {
   readonly #log: Logger;
   readonly #options: CommandExecutorOptions;
   #last: CommandRecord | undefined;
+  #closed: string | undefined;
 
   constructor(options: CommandExecutorOptions) {
     this.#options = options;
@@ -74,6 +81,7 @@ export class CommandExecutor {
       }
       throw new AgentError('INVALID_COMMAND', `Invalid command: Unknown command: ${name}`, { details: { command: name } });
     }
+    if (this.#closed) throw new AgentError('AGENT_BUSY', `Agent is busy: ${this.#closed}`, { details: { stopping: true } });
     if (this.#last && this.#last.status === 'RUNNING') {
       throw new AgentError('AGENT_BUSY', `Agent is busy: executing command ${this.#last.method}`, {
         details: { running: this.#last.fullName, running_id: this.#last.id },
@@ -86,9 +94,12 @@ export class CommandExecutor {
     }
 
     const method = name.slice(name.indexOf('.') + 1);
+    const id = randomUUID();
+    // On disk before the reply says RUNNING: a kill from now on is recovered at the next start.
+    const journal = def.mode === 'async' ? this.#options.journal?.begin(id, name) : undefined;
     let resolveDone!: () => void;
     const record: CommandRecord = {
-      id: randomUUID(),
+      id,
       fullName: name,
       method,
       status: 'RUNNING',
@@ -97,6 +108,7 @@ export class CommandExecutor {
       progress: undefined,
       done: new Promise<void>((r) => { resolveDone = r; }),
       abort: new AbortController(),
+      journal,
     };
     this.#results.set(record.id, record);
     this.#last = record;
@@ -109,6 +121,7 @@ export class CommandExecutor {
         const value = await def.run(parsed.data, {
           signal: record.abort.signal,
           log,
+          journal,
           reportProgress: (progress) => {
             record.progress = { ...progress, at: new Date().toISOString() };
             log.info({ progress: record.progress }, 'progress');
@@ -126,6 +139,8 @@ export class CommandExecutor {
         log.error({ err: agentError, details: agentError.details }, 'command failed');
       } finally {
         record.progress = undefined;
+        // A command the agent stopped keeps its entry: the next start reports it as interrupted.
+        if (journal && (record.stopped === undefined || record.status === 'SUCCEEDED')) this.#options.journal?.end();
         resolveDone();
         this.#options.onFinished?.(this.#toWire(record));
       }
@@ -175,12 +190,35 @@ export class CommandExecutor {
     return { name: this.#last.fullName, progress: this.#last.progress };
   }
 
-  /** Cancels the running command (agent shutdown) and waits for it to settle. */
+  /**
+   * Agent shutdown: refuses new commands from now on, cancels the running one the way a cancel
+   * does (its step cleans up) and waits for it to settle. Its journal entry stays, naming
+   * `reason`, so the next start reports it as interrupted.
+   */
   async abortRunning(reason: string): Promise<void> {
+    this.#closed ??= 'the agent is stopping';
     const last = this.#last;
     if (!last || last.status !== 'RUNNING') return;
+    last.stopped = reason;
+    try {
+      last.journal?.record({ stopped: reason });
+    } catch (err) {
+      this.#log.error({ err }, 'could not record the stop in the command journal');
+    }
     last.abort.abort(new AgentError('CANCELLED', reason));
     await last.done;
+  }
+
+  /** Holds the result of a command a previous run of the agent was interrupted in (./recovery.ts). */
+  adopt(result: WireCommandResult): void {
+    const record: CommandRecord = {
+      id: result.id, fullName: result.command_name, method: result.command_name, status: result.command_status,
+      error: result.command_error, result: result.command_result, progress: undefined, done: Promise.resolve(),
+      abort: new AbortController(), journal: undefined,
+    };
+    this.#results.set(record.id, record);
+    this.#last = record;
+    this.#trim();
   }
 
   #trim(): void {

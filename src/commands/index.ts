@@ -11,6 +11,8 @@ export { StepRegistry, checkVersions, NodeInfo, HARDWARE_MANAGER_NAME, HARDWARE_
 export { createStepCommands } from './step-commands.ts';
 export { createMachineCommands } from './machine-commands.ts';
 export { createCleanSteps } from './clean-steps.ts';
+export { JournalEntry, JournalFile } from './journal.ts';
+export type { CommandJournal, JournalFacts, JournalStorage, LeftOver } from './journal.ts';
 export type { StepDefinition, StepContext, StepInterface } from './steps.ts';
 export type { MachineCommandDeps } from './machine-commands.ts';
 export type { CommandContext, CommandDefinition, CommandStatus, Progress, WireCommandError, WireCommandResult } from './types.ts';

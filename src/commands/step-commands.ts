@@ -36,6 +36,7 @@ function stepCommands(registry: StepRegistry, iface: StepInterface): CommandDefi
       checkVersions(iface === 'deploy' ? params.deploy_version : params.clean_version);
       const step = params.step;
       const definition = registry.get(iface, step.step);
+      ctx.journal?.record({ step: { interface: iface, step: step.step } });
       ctx.signal.throwIfAborted();
       const result = await definition.run(step.args ?? {}, { ...ctx, node: params.node, ports: params.ports });
       // IPA echoes the step; the conductor matches it by interface + step. Arguments may hold

@@ -5,6 +5,7 @@
  */
 import type { z } from 'zod';
 import type { Logger } from '../log/index.ts';
+import type { CommandJournal } from './journal.ts';
 
 export type CommandStatus = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CLEAN_VERSION_MISMATCH';
 
@@ -38,6 +39,8 @@ export interface CommandContext {
   signal: AbortSignal;
   log: Logger;
   reportProgress(progress: Progress): void;
+  /** The running command's journal entry (async commands of an agent with a state_dir). */
+  journal?: CommandJournal | undefined;
 }
 
 export interface CommandDefinition<P = unknown> {

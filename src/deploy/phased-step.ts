@@ -2,7 +2,8 @@
  * The skeleton of a disk-writing deploy step (`execute_bootc_install`, `write_image`): phases
  * with progress reports and timings, the one error that names the phase a step failed in, and
  * the wipe policy — a disk the step has written to is wiped when the step fails, so no half
- * installed OS stays behind.
+ * installed OS stays behind. The phase, the disk, whether it was written and the step's
+ * containers also go to the command's journal, for a restart after a kill (src/commands/journal.ts).
  * @module
  */
 import type { CommandContext } from '../commands/index.ts';
@@ -17,7 +18,7 @@ export interface PhasedStepOptions<P extends string> {
   /** The step's name in its log records. */
   step: string;
   firstPhase: P;
-  ctx: Pick<CommandContext, 'log' | 'signal' | 'reportProgress'>;
+  ctx: Pick<CommandContext, 'log' | 'signal' | 'reportProgress' | 'journal'>;
   runner: CommandRunner;
 }
 
@@ -32,6 +33,7 @@ export class StepRun<P extends string> {
   readonly #started = performance.now();
   readonly #timings: Record<string, number> = {};
   readonly #report: CommandContext['reportProgress'];
+  readonly #journal: CommandContext['journal'];
   #device: string | undefined;
   #written = false;
 
@@ -40,6 +42,8 @@ export class StepRun<P extends string> {
     this.signal = options.ctx.signal;
     this.#phase = options.firstPhase;
     this.#report = options.ctx.reportProgress;
+    this.#journal = options.ctx.journal;
+    this.#journal?.record({ phase: this.#phase });
   }
 
   get phase(): P {
@@ -56,6 +60,7 @@ export class StepRun<P extends string> {
     this.#timings[`${this.#phase}_ms`] = Math.round(performance.now() - this.#phaseStarted);
     this.#phase = next;
     this.#phaseStarted = performance.now();
+    this.#journal?.record({ phase: next });
     this.report(message, extra);
   }
 
@@ -66,11 +71,24 @@ export class StepRun<P extends string> {
 
   useDisk(device: string): void {
     this.#device = device;
+    this.#journal?.record({ device });
   }
 
-  /** From now on the disk holds what the step wrote: a failure wipes it. */
+  /**
+   * From now on the disk holds what the step wrote: a failure wipes it, and so does the next
+   * start of an agent killed from here on (the journal has it when this returns).
+   */
   markWritten(): void {
     this.#written = true;
+    this.#journal?.record({ written: true });
+  }
+
+  /**
+   * Names the containers the step is about to start, before it starts them: an agent killed
+   * while one runs removes it by name at its next start.
+   */
+  recordContainers(...names: string[]): void {
+    this.#journal?.record({ containers: names });
   }
 
   /** Milliseconds per finished phase, and the total. */

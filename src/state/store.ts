@@ -1,15 +1,18 @@
 /**
  * What survives an agent restart inside one ramdisk boot: the agent token, the TLS certificate,
- * the callback URL and the last lookup. The conductor refuses a heartbeat whose callback URL or
- * `agent_verify_ca` changed, and masks the token (`"******"`) on a second lookup, so a restarted
- * agent that forgot them could never talk to it again (ipa-protocol.md §3.4, §2.6).
+ * the callback URL, the last lookup, and the journal of the running command. The conductor
+ * refuses a heartbeat whose callback URL or `agent_verify_ca` changed, and masks the token
+ * (`"******"`) on a second lookup, so a restarted agent that forgot them could never talk to it
+ * again (ipa-protocol.md §3.4, §2.6); the journal tells it what a killed command left behind.
  *
  * Files live in `state_dir` (default /run/bootc-agent, a tmpfs): directory 0700, files 0600,
- * each written to a temporary file and renamed, so a crash never leaves half a file.
+ * each written to a temporary file, synced and renamed before the write returns, so a crash
+ * never leaves half a file and a journal entry is on disk before what it announces begins.
  * @module
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { AgentError } from '../errors.ts';
@@ -21,6 +24,7 @@ export const STATE_FILES = {
   key: 'tls-key.pem',
   callbackUrl: 'callback-url',
   node: 'node.json',
+  journal: 'command-journal.json',
 } as const;
 
 // Lenient: a newer agent may have written more fields.
@@ -43,20 +47,28 @@ export interface StateStore {
   readNode(): Promise<PersistedNode | undefined>;
   /** Saves the node and lookup config; a token inside `config.agent_token` is masked (it has its own file). */
   writeNode(nodeUuid: string, node: Record<string, unknown>, config: Record<string, unknown>): Promise<void>;
+  /** The journal of the running command, as written (src/commands/journal.ts reads it). */
+  readJournal(): Promise<string | undefined>;
+  /** Replaces the journal; synchronous, so it is on disk when the call returns. */
+  writeJournal(text: string): void;
+  removeJournal(): void;
   /** Deletes every state file (tests, or an operator resetting the agent). */
   clear(): Promise<void>;
 }
 
 export function createStateStore(dir: string): StateStore {
-  let ready: Promise<void> | undefined;
+  let ready = false;
   // The directory is created on first use, and tightened if it already existed.
-  const ensureDir = () => (ready ??= (async () => {
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    await chmod(dir, 0o700);
-  })().catch((err: unknown) => {
-    ready = undefined;
-    throw stateError(`State directory ${dir} cannot be created`, err);
-  }));
+  const ensureDir = () => {
+    if (ready) return;
+    try {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      chmodSync(dir, 0o700);
+    } catch (err) {
+      throw stateError(`State directory ${dir} cannot be created`, err);
+    }
+    ready = true;
+  };
 
   const read = async (file: string): Promise<string | undefined> => {
     try {
@@ -67,21 +79,23 @@ export function createStateStore(dir: string): StateStore {
     }
   };
 
-  const write = async (file: string, content: string): Promise<void> => {
-    await ensureDir();
+  // Synchronous on purpose: the files are small, on a tmpfs, and written rarely; a caller that
+  // goes on after the call knows the file is in place (the journal relies on that).
+  const write = (file: string, content: string): void => {
+    ensureDir();
     const target = join(dir, file);
     const temp = join(dir, `.${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
     try {
-      const handle = await open(temp, 'wx', 0o600);
+      const fd = openSync(temp, 'wx', 0o600);
       try {
-        await handle.writeFile(content, 'utf8');
-        await handle.sync();
+        writeFileSync(fd, content, 'utf8');
+        fsyncSync(fd);
       } finally {
-        await handle.close();
+        closeSync(fd);
       }
-      await rename(temp, target);
+      renameSync(temp, target);
     } catch (err) {
-      await rm(temp, { force: true });
+      rmSync(temp, { force: true });
       throw stateError(`State file ${target} cannot be written`, err);
     }
   };
@@ -94,9 +108,9 @@ export function createStateStore(dir: string): StateStore {
   return {
     dir,
     readToken: () => readLine(STATE_FILES.token),
-    writeToken: (token) => write(STATE_FILES.token, `${token}\n`),
+    writeToken: async (token) => write(STATE_FILES.token, `${token}\n`),
     readCallbackUrl: () => readLine(STATE_FILES.callbackUrl),
-    writeCallbackUrl: (url) => write(STATE_FILES.callbackUrl, `${url}\n`),
+    writeCallbackUrl: async (url) => write(STATE_FILES.callbackUrl, `${url}\n`),
     async readCertificate() {
       const [certPem, keyPem] = await Promise.all([read(STATE_FILES.certificate), read(STATE_FILES.key)]);
       return certPem && keyPem ? { certPem, keyPem } : undefined;
@@ -104,8 +118,8 @@ export function createStateStore(dir: string): StateStore {
     async writeCertificate(pair) {
       // Key first: a crash in between leaves a key that does not match the old certificate,
       // which loadOrCreateCertificate detects and replaces.
-      await write(STATE_FILES.key, pair.keyPem);
-      await write(STATE_FILES.certificate, pair.certPem);
+      write(STATE_FILES.key, pair.keyPem);
+      write(STATE_FILES.certificate, pair.certPem);
     },
     async readNode() {
       const text = await read(STATE_FILES.node);
@@ -120,7 +134,16 @@ export function createStateStore(dir: string): StateStore {
     async writeNode(nodeUuid, node, config) {
       const safeConfig = 'agent_token' in config && config.agent_token ? { ...config, agent_token: '******' } : config;
       const record: PersistedNode = { node_uuid: nodeUuid, node, config: safeConfig, saved_at: new Date().toISOString() };
-      await write(STATE_FILES.node, `${JSON.stringify(record, null, 2)}\n`);
+      write(STATE_FILES.node, `${JSON.stringify(record, null, 2)}\n`);
+    },
+    readJournal: () => read(STATE_FILES.journal),
+    writeJournal: (text) => write(STATE_FILES.journal, text),
+    removeJournal() {
+      try {
+        rmSync(join(dir, STATE_FILES.journal), { force: true });
+      } catch (err) {
+        throw stateError(`State file ${join(dir, STATE_FILES.journal)} cannot be removed`, err);
+      }
     },
     async clear() {
       await Promise.all(Object.values(STATE_FILES).map((f) => rm(join(dir, f), { force: true })));
