@@ -15,6 +15,7 @@ import { finishInstalledDisk } from '../deploy/finish.ts';
 import { runPhasedStep, type StepRun } from '../deploy/phased-step.ts';
 import { describePartitions, freeTailBytes } from '../disk/index.ts';
 import { AgentError } from '../errors.ts';
+import type { ImageInspection } from '../oci/index.ts';
 import { checkAdmission } from './admission.ts';
 import { podmanAuthJson } from './auth-file.ts';
 import { bootcFeatures } from './bootc-version.ts';
@@ -60,6 +61,7 @@ interface Held {
   containers?: ReturnType<typeof stepContainers>;
   injectDir?: string;
   configDrive?: Promise<LoadedConfigDrive | null>;
+  image?: Promise<ImageInspection>;
 }
 
 export async function runBootcInstall(deps: BootcStepDeps, args: Record<string, unknown>, ctx: StepContext): Promise<Record<string, unknown>> {
@@ -77,6 +79,7 @@ export async function runBootcInstall(deps: BootcStepDeps, args: Record<string, 
       const podman: PodmanDeps = { runner: deps.runner, log: run.log, secretsDir: join(deps.config.state_dir, 'secrets'), ...(deps.retryDelayMs === undefined ? {} : { retryDelayMs: deps.retryDelayMs }) };
       held.containers = stepContainers(podman);
       held.configDrive = early.ahead(() => preloadConfigDrive(request.configdrive, deps.config, run, early.signal));
+      held.image = early.ahead(() => resolveImage(deps, request, early, run.log));
       return await deploy(deps, run, request, podman, held);
     }, async () => {
       await held.early?.cancel();
@@ -91,9 +94,10 @@ export async function runBootcInstall(deps: BootcStepDeps, args: Record<string, 
 async function deploy(deps: BootcStepDeps, run: StepRun<Phase>, request: BootcDeployRequest, podman: PodmanDeps, held: Held): Promise<Record<string, unknown>> {
   const early = held.early!;
   const containers = held.containers!;
-  const image = await resolveImage(deps, request, early, run.log);
-  // A config drive that cannot be written fails here, before the disk is touched.
+  // A config drive that cannot be written fails here, before the disk is touched (and is
+  // reported before an image error: it was started first).
   const configDrive = await held.configDrive!;
+  const image = await held.image!;
 
   run.enter('admission', 'checking memory and storage', { bytes_total: image.totalCompressedSize });
   const admission = await checkAdmission({
