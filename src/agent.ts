@@ -1,18 +1,22 @@
 /**
- * The composition root: builds every service from injected dependencies. `start()` follows
- * IPA's order — state → API version → lookup → advertise address → certificate → listen →
- * heartbeats — and `stop()` undoes it. Tests build the same agent with fakes.
+ * The composition root: builds every service from injected dependencies. `start()` first
+ * recovers from a command the previous run was killed in (src/commands/recovery.ts), then
+ * follows IPA's order — state → API version → lookup → advertise address → certificate →
+ * listen → heartbeats — and `stop()` undoes it, cancelling a running command first. Tests
+ * build the same agent with fakes.
  * @module
  */
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Dispatcher } from 'undici';
 import { createRouter, startApiServer, type ApiServer } from './api/index.ts';
 import type { BootcStepDeps } from './bootc/deps.ts';
 import { createBootcStep } from './bootc/register.ts';
 import {
-  CommandExecutor, createCleanSteps, createMachineCommands, createStepCommands, StepRegistry, type StepDefinition,
+  CommandExecutor, createCleanSteps, createMachineCommands, createStepCommands, JournalFile, recoverInterruptedCommand, StepRegistry,
+  type StepDefinition,
 } from './commands/index.ts';
 import type { Config } from './config/index.ts';
 import {
@@ -45,10 +49,16 @@ export interface AgentDeps {
 }
 
 export interface Agent {
-  start(): Promise<void>;
+  /** Rejects with CANCELLED when `signal` aborts before the agent is up (a stop during lookup). */
+  start(signal?: AbortSignal): Promise<void>;
   /** Resolves when `signal` aborts or the agent locked itself down. */
   finished(signal: AbortSignal): Promise<void>;
-  stop(): Promise<void>;
+  /**
+   * Cancels the running command the way a cancel does (its step removes its containers, wipes
+   * a written disk, removes its temporary files; its journal entry stays, naming `reason`),
+   * refuses new ones, stops the heartbeats, then closes the API.
+   */
+  stop(reason?: string): Promise<void>;
   /** After start: where the API listens and what the conductor is told. */
   readonly listenPort: number;
   readonly callbackUrl: string;
@@ -91,9 +101,9 @@ function lazyStepDeps(deps: AgentDeps, store: StateStore) {
   };
 }
 
-function createCommands(deps: AgentDeps, stepDeps: ReturnType<typeof lazyStepDeps>, hooks: CommandHooks): CommandExecutor {
+function createCommands(deps: AgentDeps, stepDeps: ReturnType<typeof lazyStepDeps>, hooks: CommandHooks, journal: JournalFile): CommandExecutor {
   const { config, runner, log } = deps;
-  const executor = new CommandExecutor({ log, onFinished: (result) => hooks.onFinished(result.command_status) });
+  const executor = new CommandExecutor({ log, journal, onFinished: (result) => hooks.onFinished(result.command_status) });
   const steps = new StepRegistry();
   steps.register([
     ...createCleanSteps({ runner, includeLoopDevices: config.include_loop_devices }),
@@ -183,6 +193,10 @@ async function settleCallbackUrl(store: StateStore, log: Logger, fresh: string):
   return fresh;
 }
 
+function throwIfStopping(signal: AbortSignal): void {
+  if (signal.aborted) throw new AgentError('CANCELLED', 'The agent is stopping', { cause: signal.reason });
+}
+
 export function createAgent(deps: AgentDeps): Agent {
   const { config, log } = deps;
   const startedAt = Date.now() / 1000;
@@ -197,6 +211,7 @@ export function createAgent(deps: AgentDeps): Agent {
   let certificatePem: string | undefined;
 
   const stepDeps = lazyStepDeps(deps, store);
+  const journal = new JournalFile(store, log);
   const executor = createCommands(deps, stepDeps, {
     getToken: () => identity?.token,
     lockdown: async () => {
@@ -208,7 +223,7 @@ export function createAgent(deps: AgentDeps): Agent {
       statusMessages.finished(status);
       heartbeater?.force();
     },
-  });
+  }, journal);
 
   function startHeartbeats(conductor: NonNullable<Identity['conductor']>): Heartbeater {
     const beats = createHeartbeater({
@@ -221,13 +236,20 @@ export function createAgent(deps: AgentDeps): Agent {
         };
       },
     });
-    beats.start(shutdown.signal);
+    beats.start();
     return beats;
   }
 
-  async function start(): Promise<void> {
-    if (config.hardware_initialization_delay > 0) await sleep(config.hardware_initialization_delay * 1000, undefined, { signal: shutdown.signal });
-    identity = await lookUpIdentity(deps, store, shutdown.signal);
+  async function start(signal?: AbortSignal): Promise<void> {
+    const stopping = signal ? AbortSignal.any([shutdown.signal, signal]) : shutdown.signal;
+    // Before anything listens: no new command may start on a disk an orphaned install still writes.
+    const interrupted = await recoverInterruptedCommand({
+      runner: deps.runner, log, journal, stateDir: config.state_dir, keep: [config.log_file ?? join(config.state_dir, 'agent.log')],
+    });
+    if (interrupted) executor.adopt(interrupted);
+    throwIfStopping(stopping);
+    if (config.hardware_initialization_delay > 0) await sleep(config.hardware_initialization_delay * 1000, undefined, { signal: stopping });
+    identity = await lookUpIdentity(deps, store, stopping);
     const tls = await loadTls(deps, store, identity.advertiseHost, identity.conductor?.tlsMin);
     certificatePem = tls?.certPem;
     const router = createRouter({
@@ -238,6 +260,7 @@ export function createAgent(deps: AgentDeps): Agent {
         skipBmcDetect: identity?.conductor?.skipBmcDetect ?? false,
       }),
     });
+    throwIfStopping(stopping);
     server = await startApiServer({ router, log, host: config.listen_host, port: config.listen_port, maxBodyBytes: config.max_request_body_bytes, ...(tls ? { tls } : {}) });
     const port = config.advertise_port ?? server.address.port;
     callbackUrl = await settleCallbackUrl(store, log, buildCallbackUrl(tls ? 'https' : 'http', identity.advertiseHost, port));
@@ -245,10 +268,10 @@ export function createAgent(deps: AgentDeps): Agent {
     if (identity.conductor) heartbeater = startHeartbeats(identity.conductor);
   }
 
-  async function stop(): Promise<void> {
+  async function stop(reason = 'the agent is stopping'): Promise<void> {
     shutdown.abort();
+    await executor.abortRunning(reason);
     await heartbeater?.stop();
-    await executor.abortRunning('the agent is stopping');
     await server?.close();
     await identity?.conductor?.client.close();
     await (await stepDeps.builtOci())?.close();

@@ -13,6 +13,8 @@ export { createMachineCommands } from './machine-commands.ts';
 export { createCleanSteps } from './clean-steps.ts';
 export { JournalEntry, JournalFile } from './journal.ts';
 export type { CommandJournal, JournalFacts, JournalStorage, LeftOver } from './journal.ts';
+export { recoverInterruptedCommand } from './recovery.ts';
+export type { RecoveryCleanup, RecoveryDeps } from './recovery.ts';
 export type { StepDefinition, StepContext, StepInterface } from './steps.ts';
 export type { MachineCommandDeps } from './machine-commands.ts';
 export type { CommandContext, CommandDefinition, CommandStatus, Progress, WireCommandError, WireCommandResult } from './types.ts';

@@ -10,7 +10,7 @@ import { Agent as UndiciAgent, request } from 'undici';
 import { inspectCertificate, certificateCoversHost } from '../../src/tls/index.ts';
 import { startFakeConductor, type FakeConductor } from '../helpers/fake-conductor.ts';
 import {
-  AGENT_VERSION, createGatedStep, createRecordingPower, echoStep, eventually, executeDeployStep, MACS, startTestAgent, tempDir,
+  AGENT_VERSION, createGatedStep, createRecordingPower, echoStep, eventually, executeDeployStep, heartbeatsQuiet, MACS, startTestAgent, tempDir,
 } from './harness.ts';
 
 // Replies are checked field by field below; a loose type keeps the assertions readable.
@@ -125,6 +125,9 @@ describe('createAgent: the command API as the conductor uses it', () => {
     assert.deepEqual(echoed.command_result.deploy_step, { interface: 'deploy', step: 'test_echo', priority: 0, args: {} });
     assert.equal(echoed.command_result.deploy_result, 'echo {"a":1}');
 
+    // The heartbeats the commands above forced have gone out: only the gated step's can come.
+    await heartbeatsQuiet(conductor, 500);
+
     // The gated step with wait=false: RUNNING at once.
     const started = await post(conductor, executeDeployStep('test_gated', { wait: true }), false);
     assert.equal(started.status, 200);
@@ -157,7 +160,7 @@ describe('createAgent: the command API as the conductor uses it', () => {
     assert.deepEqual(finished.command_result.deploy_result, { done: 'yes' });
     assert.equal(finished.command_result.deploy_step.step, 'test_gated');
 
-    // heartbeat_timeout is 300 s, so only the forced beat (≤ 5 s after the first) can come now.
+    // heartbeat_timeout is 300 s, so only the forced beat (≤ 0.5 s after the release) can come now.
     const hb = await forced;
     assert.equal(hb.status, 202, hb.error);
     assert.ok(hb.at >= releasedAt);

@@ -200,6 +200,17 @@ export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 500
   }
 }
 
+/** Resolves once the conductor has received no heartbeat for `quietMs` (forced ones have gone out). */
+export async function heartbeatsQuiet(conductor: FakeConductor, quietMs: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const last = conductor.heartbeats.at(-1)?.at ?? 0;
+    if (Date.now() - last >= quietMs) return;
+    if (Date.now() > deadline) throw new Error(`heartbeats did not stop for ${quietMs} ms within ${timeoutMs} ms`);
+    await sleep(Math.min(50, quietMs));
+  }
+}
+
 /** The body of `deploy.execute_deploy_step` as Ironic's AgentClient sends it. */
 export function executeDeployStep(step: string, args: Record<string, unknown> = {}, node: Record<string, unknown> = {}) {
   return {

@@ -5,6 +5,7 @@ import { createCleanSteps } from '../../src/commands/index.ts';
 import { buildLsblkArgs } from '../../src/disk/index.ts';
 import { createSilentLogger } from '../../src/log/index.ts';
 import { createFakeRunner } from '../helpers/fake-runner.ts';
+import { wipeAnswers } from '../helpers/wipe-answers.ts';
 
 const fixture = JSON.parse(readFileSync(new URL('../fixtures/lsblk-sata-sas-nvme.json', import.meta.url), 'utf8')) as { blockdevices: Array<Record<string, unknown>> };
 
@@ -12,18 +13,7 @@ const fixture = JSON.parse(readFileSync(new URL('../fixtures/lsblk-sata-sas-nvme
 function machine() {
   return createFakeRunner([
     { argv: ['lsblk', ...buildLsblkArgs()], stdout: JSON.stringify(fixture), times: Infinity },
-    {
-      argv: (a) => a[0] === 'lsblk', times: Infinity,
-      respond: (a) => {
-        const dev = String(a.at(-1)).slice('/dev/'.length);
-        return { stdout: JSON.stringify({ blockdevices: fixture.blockdevices.filter((b) => b.kname === dev || b.pkname === dev) }) };
-      },
-    },
-    { argv: (a) => a[0] === 'blockdev' && a[1] === '--getss', stdout: '512\n', times: Infinity },
-    { argv: (a) => a[0] === 'blockdev' && a[1] === '--getsize64', stdout: '1048576\n', times: Infinity },
-    // The fixture's disks have no partition table for the wipe to read.
-    { argv: (a) => a[0] === 'sfdisk', exitCode: 1, stderr: 'sfdisk: does not contain a recognized partition table', times: Infinity },
-    { argv: (a) => ['partx', 'wipefs', 'dd', 'sgdisk'].includes(a[0]!), times: Infinity },
+    ...wipeAnswers(fixture.blockdevices),
   ]);
 }
 

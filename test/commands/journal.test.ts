@@ -39,7 +39,7 @@ describe('command journal', () => {
     let seen: Json | undefined;
     executor.register([defineCommand({
       name: 'deploy.execute_deploy_step', mode: 'async', params: z.object({}).strict(),
-      run: async (_p, ctx) => runPhasedStep({ label: 'test step', step: 'test', firstPhase: 'disk', ctx, runner: createFakeRunner() }, async (run) => {
+      run: async (_p, ctx) => runPhasedStep({ label: 'test step', step: 'test', firstPhase: 'disk' as string, ctx, runner: createFakeRunner() }, async (run) => {
         ctx.journal?.record({ step: { interface: 'deploy', step: 'test' } });
         run.useDisk('/dev/vdz');
         run.recordContainers('bootc-agent-install-01', 'bootc-agent-probe-01');

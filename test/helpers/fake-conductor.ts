@@ -7,6 +7,11 @@
  * It also keeps what the conductor keeps (`agentUrl`, `agentVerifyCa`, the token), so tests can
  * drive the agent's command API back over HTTPS with `callAgent()`, trusting only the
  * certificate the agent sent — exactly what a conductor does with `agent_verify_ca`.
+ *
+ * `startStep()` / `awaitStep()` wait for an in-band deploy or clean step the way Ironic ≥ 29
+ * does (ipa-protocol.md §2.9): after each accepted heartbeat it reads `GET /v1/commands/` and
+ * decides from the last command alone; an empty list (or only `get_*_steps`) means a freshly
+ * booted agent, and the conductor goes on to the next step.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
@@ -61,6 +66,37 @@ export interface AgentCall {
   withoutToken?: boolean;
 }
 
+/** A command result as the agent lists it. */
+export interface WireCommand {
+  id: string;
+  command_name: string;
+  command_status: string;
+  command_error: { type: string; code: number; message: string; details: string } | null;
+  command_result: any;
+}
+
+/** What the conductor decided about the step it waited for, after a heartbeat. */
+export interface StepDecision {
+  /**
+   * `succeeded` / `failed`: the last command is this step's `execute_*_step`, finished;
+   * `version-mismatch`: it asks for a steps refresh; `freshly-booted`: the list was empty (or
+   * only `get_*_steps`), so the conductor takes the agent for a new one and goes on.
+   */
+  outcome: 'succeeded' | 'failed' | 'version-mismatch' | 'freshly-booted';
+  /** The last command it looked at (none for an empty list). */
+  command: WireCommand | undefined;
+  /** When the heartbeat that led to the decision arrived, and when the decision was made. */
+  heartbeatAt: number;
+  decidedAt: number;
+}
+
+interface WaitedStep {
+  iface: 'deploy' | 'clean';
+  step: string;
+  polling: boolean;
+  decide(decision: StepDecision): void;
+}
+
 type Version = [number, number];
 const parseVersion = (v: string): Version | undefined => {
   const m = /^(\d+)\.(\d+)$/.exec(v.trim());
@@ -86,6 +122,7 @@ export class FakeConductor {
   private readonly lookupScript: number[];
   private readonly rootScript: number[];
   private heartbeatScript: { status: number; message: string }[] = [];
+  private waited: WaitedStep | undefined;
   private readonly events = new EventEmitter();
   private server: Server | undefined;
   private agentDispatcher: Agent | undefined;
@@ -129,6 +166,65 @@ export class FakeConductor {
         resolve(r);
       });
     });
+  }
+
+  /**
+   * Posts `<iface>.execute_<iface>_step` (wait=false) as Ironic does, then waits for it like
+   * `awaitStep()`. Rejects when the agent does not answer 200.
+   */
+  async startStep(iface: 'deploy' | 'clean', step: string, options: { args?: Record<string, unknown>; node?: Record<string, unknown>; ports?: unknown[] } = {}): Promise<{ command: WireCommand; decision: Promise<StepDecision> }> {
+    const decision = this.awaitStep(iface, step);
+    const res = await this.callAgent({
+      method: 'POST', path: '/v1/commands/', query: { wait: 'false' },
+      body: {
+        name: `${iface}.execute_${iface}_step`,
+        params: {
+          step: { interface: iface, step, args: options.args ?? {} },
+          node: { uuid: this.nodeUuid, properties: {}, instance_info: {}, driver_internal_info: {}, ...options.node },
+          ports: options.ports ?? [],
+          [`${iface}_version`]: { bootc_agent_hardware_manager: '1.0' },
+        },
+      },
+    });
+    if (res.status !== 200) {
+      this.waited = undefined;
+      throw new Error(`${iface}.execute_${iface}_step ${step}: HTTP ${res.status} ${JSON.stringify(res.body)}`);
+    }
+    return { command: res.body as WireCommand, decision };
+  }
+
+  /**
+   * The conductor is in DEPLOYWAIT/CLEANWAIT for `step` (posted earlier, by `startStep` or by a
+   * test): from the next accepted heartbeat on it reads the command list and decides, as Ironic
+   * ≥ 29's `process_next_step` does. Resolves with that decision.
+   */
+  awaitStep(iface: 'deploy' | 'clean', step: string): Promise<StepDecision> {
+    return new Promise((resolve) => {
+      this.waited = { iface, step, polling: false, decide: (d) => { this.waited = undefined; resolve(d); } };
+    });
+  }
+
+  // One look at the command list per accepted heartbeat, never two at once; an agent that does
+  // not answer is asked again at its next heartbeat.
+  private async pollStep(heartbeatAt: number): Promise<void> {
+    const waited = this.waited;
+    if (!waited || waited.polling) return;
+    waited.polling = true;
+    try {
+      const res = await this.callAgent({ path: '/v1/commands/' }).catch(() => undefined);
+      if (res?.status !== 200) return;
+      const commands = (res.body as { commands: WireCommand[] }).commands;
+      const decide = (outcome: StepDecision['outcome'], command: WireCommand | undefined) => waited.decide({ outcome, command, heartbeatAt, decidedAt: Date.now() });
+      if (commands.every((c) => c.command_name === `get_${waited.iface}_steps`)) return decide('freshly-booted', commands.at(-1));
+      const last = commands.at(-1)!;
+      if (last.command_name !== `execute_${waited.iface}_step` || last.command_status === 'RUNNING') return;
+      if (last.command_status === 'FAILED') return decide('failed', last);
+      if (last.command_status.endsWith('VERSION_MISMATCH')) return decide('version-mismatch', last);
+      const done = last.command_result?.[`${waited.iface}_step`] as { interface?: string; step?: string } | undefined;
+      if (last.command_status === 'SUCCEEDED' && done?.interface === waited.iface && done.step === waited.step) decide('succeeded', last);
+    } finally {
+      waited.polling = false;
+    }
   }
 
   /** Calls the agent back at the recorded callback URL, trusting only its agent_verify_ca, TLS ≥ 1.3. */
@@ -183,7 +279,10 @@ export class FakeConductor {
     const text = body === undefined ? '' : JSON.stringify(body);
     res.writeHead(reply.status, { 'content-type': 'application/json', 'openstack-request-id': `req-${randomUUID()}` });
     res.end(text);
-    if (record.path.startsWith('/v1/heartbeat/')) this.events.emit('heartbeat', record);
+    if (record.path.startsWith('/v1/heartbeat/')) {
+      this.events.emit('heartbeat', record);
+      if (record.status === 202 && this.waited) void this.pollStep(record.at);
+    }
   }
 
   // Ironic's version handling: no header means the minimum (1.1); above the maximum is 406.
