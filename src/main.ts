@@ -21,8 +21,9 @@ async function fetchCommand(args: string[]): Promise<number> {
   const { runFetchCli } = await import('./cli/index.ts');
   const stop = new AbortController();
   const onSignal = () => stop.abort(new Error('interrupted'));
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  // `on`, not `once`: see stopOnSignals.
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     return await runFetchCli(args, { stdout: process.stdout, stderr: process.stderr, env: process.env, signal: stop.signal });
   } finally {
@@ -70,25 +71,50 @@ async function main(): Promise<number> {
   const runner = createExecaRunner();
   const agent = createAgent({ config, log, runner, power: createSystemPowerController(runner, log), version: AGENT_VERSION });
 
-  const stop = new AbortController();
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.once(signal, () => {
-      log.info({ signal }, 'stopping');
-      stop.abort();
-    });
-  }
+  const stop = stopOnSignals(log, config.shutdown_timeout);
+  let code = 0;
   try {
-    await agent.start();
+    await agent.start(stop.signal);
     await agent.finished(stop.signal);
-    await agent.stop();
-    return 0;
   } catch (err) {
     const agentError = toAgentError(err);
-    log.fatal({ err: agentError, details: agentError.details }, 'agent failed');
-    process.stderr.write(`bootc-agent: ${describeError(agentError)}\n`);
-    await agent.stop().catch(() => undefined);
-    return 1;
+    if (!(stop.signal.aborted && agentError.code === 'CANCELLED')) {
+      log.fatal({ err: agentError, details: agentError.details }, 'agent failed');
+      process.stderr.write(`bootc-agent: ${describeError(agentError)}\n`);
+      code = 1;
+    }
   }
+  await agent.stop(stop.signal.aborted ? `the agent stopped on ${String(stop.signal.reason)}` : undefined).catch((err: unknown) => {
+    log.error({ err }, 'stopping the agent failed');
+    code = 1;
+  });
+  return code;
+}
+
+/**
+ * SIGTERM and SIGINT abort the returned controller (reason: the signal's name); the shutdown
+ * that follows must end within `timeoutSeconds`, else the process exits 1 at once. The
+ * listeners stay registered until the process exits: execa's `cleanup` option (kill the
+ * children when the agent exits) uses signal-exit, which re-raises a signal — killing the agent
+ * with 143 before it cancelled anything — when it finds itself the signal's only listener.
+ */
+function stopOnSignals(log: ReturnType<typeof createLogger>, timeoutSeconds: number): AbortController {
+  const stop = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stop.signal.aborted) {
+      log.warn({ signal }, 'already stopping');
+      return;
+    }
+    log.info({ signal, timeout_s: timeoutSeconds }, 'stopping: cancelling the running command, then heartbeats and the API');
+    stop.abort(signal);
+    setTimeout(() => {
+      log.fatal({ signal, timeout_s: timeoutSeconds }, 'shutdown did not finish in time; exiting');
+      process.exit(1);
+    }, timeoutSeconds * 1000).unref();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  return stop;
 }
 
 // undici parses HTTP with llhttp compiled to WebAssembly. V8 tiers its hot functions up with
