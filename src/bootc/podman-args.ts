@@ -10,9 +10,17 @@ import type { Filesystem } from './request.ts';
 export const INJECT_MOUNT = '/run/bootc-agent-inject';
 export const LUKS_DROPIN_TARGET = '/etc/bootc/install/90-bootc-agent-luks.toml';
 
-export function buildPullArgs(imageRef: string, authFile: string | undefined): string[] {
-  return ['pull', ...(authFile ? ['--authfile', authFile] : []), '--', imageRef];
+/**
+ * `signaturePolicy`: a policy.json for this pull only, given when the agent itself verified the
+ * signatures the system policy asks for: podman finds neither OCI 1.1 referrers nor sigstore
+ * bundles, so its own check would refuse the digest the agent verified.
+ */
+export function buildPullArgs(imageRef: string, authFile: string | undefined, signaturePolicy?: string): string[] {
+  return ['pull', ...(authFile ? ['--authfile', authFile] : []), ...(signaturePolicy ? ['--signature-policy', signaturePolicy] : []), '--', imageRef];
 }
+
+/** The policy of a pull whose signatures the agent verified (see buildPullArgs). */
+export const VERIFIED_PULL_POLICY = '{"default":[{"type":"insecureAcceptAnything"}]}\n';
 
 /**
  * Reads `bootc --version` and the image's install configuration without privileges or network.

@@ -12,7 +12,7 @@ import type { CommandRunner } from '../exec/index.ts';
 import { tailOf } from '../exec/index.ts';
 import type { Logger } from '../log/index.ts';
 import { parseBootcVersion, type BootcVersion } from './bootc-version.ts';
-import { buildProbeArgs, buildPullArgs } from './podman-args.ts';
+import { buildProbeArgs, buildPullArgs, VERIFIED_PULL_POLICY } from './podman-args.ts';
 import { createPullTracker, type LayerInfo, type PullProgress } from './progress.ts';
 
 export interface PodmanDeps {
@@ -50,6 +50,8 @@ export async function pullImage(deps: PodmanDeps, input: {
   signal: AbortSignal;
   onProgress: (p: PullProgress) => void;
   attempts?: number;
+  /** The agent verified the image's signatures for this digest: podman's own check is bypassed for this pull. */
+  signaturesVerified?: boolean;
 }): Promise<{ durationMs: number; attempts: number }> {
   const attempts = input.attempts ?? 3;
   const started = performance.now();
@@ -57,12 +59,14 @@ export async function pullImage(deps: PodmanDeps, input: {
   for (let attempt = 1; attempt <= attempts; attempt++) {
     input.signal.throwIfAborted();
     await mkdir(deps.secretsDir, { recursive: true, mode: 0o700 });
-    const dir = input.authJson ? await mkdtemp(join(deps.secretsDir, 'pull-')) : undefined;
-    const authFile = dir ? join(dir, 'auth.json') : undefined;
+    const dir = input.authJson || input.signaturesVerified ? await mkdtemp(join(deps.secretsDir, 'pull-')) : undefined;
+    const authFile = dir && input.authJson ? join(dir, 'auth.json') : undefined;
+    const policyFile = dir && input.signaturesVerified ? join(dir, 'policy.json') : undefined;
     const tracker = createPullTracker(input.layers);
     try {
       if (authFile) await writeFile(authFile, input.authJson!, { mode: 0o600, flag: 'wx' });
-      await deps.runner.run('podman', ['--log-level=debug', ...buildPullArgs(input.imageRef, authFile)], {
+      if (policyFile) await writeFile(policyFile, VERIFIED_PULL_POLICY, { mode: 0o600, flag: 'wx' });
+      await deps.runner.run('podman', ['--log-level=debug', ...buildPullArgs(input.imageRef, authFile, policyFile)], {
         signal: input.signal,
         onStderrLine: (line) => {
           const p = tracker.feed(line);

@@ -13,6 +13,7 @@ import type { LoadedConfigDrive } from '../configdrive/index.ts';
 import { disposeConfigDrive, preloadConfigDrive } from '../deploy/configdrive.ts';
 import { finishInstalledDisk } from '../deploy/finish.ts';
 import { runPhasedStep, type StepRun } from '../deploy/phased-step.ts';
+import { reportSignatures, signaturesResult } from '../deploy/signatures.ts';
 import { describePartitions, freeTailBytes } from '../disk/index.ts';
 import { AgentError } from '../errors.ts';
 import type { ImageInspection } from '../oci/index.ts';
@@ -98,6 +99,7 @@ async function deploy(deps: BootcStepDeps, run: StepRun<Phase>, request: BootcDe
   // reported before an image error: it was started first).
   const configDrive = await held.configDrive!;
   const image = await held.image!;
+  reportSignatures(run, image.signatures);
 
   run.enter('admission', 'checking memory and storage', { bytes_total: image.totalCompressedSize });
   const admission = await checkAdmission({
@@ -118,6 +120,7 @@ async function deploy(deps: BootcStepDeps, run: StepRun<Phase>, request: BootcDe
     layers: image.layers.map((l) => ({ digest: l.digest, size: l.size })),
     signal: run.signal,
     onProgress: (p) => run.report(`pulled ${p.layers_done}/${p.layers_total} layers`, { ...p }),
+    signaturesVerified: (image.signatures?.length ?? 0) > 0,
   });
 
   run.enter('probe', 'reading the image\'s bootc version');
@@ -149,6 +152,7 @@ async function deploy(deps: BootcStepDeps, run: StepRun<Phase>, request: BootcDe
   return {
     result: `execute_bootc_install: Container image (${request.imageSource}) written to device ${device.name}`,
     image_digest: image.digest,
+    signatures: signaturesResult(image.signatures),
     image_reference: image.podmanReference,
     target_imgref: plan.targetImgref,
     device: device.name,

@@ -36,7 +36,7 @@ async function openOci(options: WriteArtifactOptions, url: string): Promise<Open
   return {
     url, kind: 'oci', source: src, compression: src.compression, diskFormat: src.diskFormat, uncompressedSize: src.uncompressedSize,
     ociDigest: src.digest,
-    oci: { reference: src.image.podmanReference, manifestDigest: src.image.digest, blobDigest: src.digest, fileName: src.image.fileName },
+    oci: { reference: src.image.podmanReference, manifestDigest: src.image.digest, blobDigest: src.digest, fileName: src.image.fileName, signatures: src.image.signatures },
   };
 }
 

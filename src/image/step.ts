@@ -12,6 +12,7 @@ import type { LoadedConfigDrive } from '../configdrive/index.ts';
 import { disposeConfigDrive, preloadConfigDrive } from '../deploy/configdrive.ts';
 import { finishImageDisk, type DiskFinishDeps } from '../deploy/finish.ts';
 import { runPhasedStep, type StepRun } from '../deploy/phased-step.ts';
+import { reportSignatures, signaturesResult } from '../deploy/signatures.ts';
 import { rootDeviceSelectionFromNode, waitForRootDevice } from '../disk/index.ts';
 import type { CommandRunner } from '../exec/index.ts';
 import { readCaFile } from '../io/ca-file.ts';
@@ -116,6 +117,7 @@ async function writeAndFinish(
   run.enter('download', `writing image ${request.id} to ${device.name}`, { bytes_done: 0 });
   // writeArtifactToTarget wipes the disk on its own failures; later phases' failures wipe it here.
   const written = await writeImage(deps, run, request, device.name);
+  reportSignatures(run, written.oci?.signatures);
   run.markWritten();
 
   const finished = await finishImageDisk(deps, run, device.name, configDrive);
@@ -129,7 +131,7 @@ async function writeAndFinish(
     image: {
       id: request.id, source: written.source, digest: written.digest, disk_format: written.diskFormat, compression: written.compression,
       bytes: written.bytes, downloaded_bytes: written.downloadedBytes, checksum_verified: written.checksumVerified,
-      ...(written.oci ? { oci: written.oci } : {}),
+      ...(written.oci ? { oci: { ...written.oci, signatures: signaturesResult(written.oci.signatures) } } : {}),
     },
     seconds: written.seconds,
     phases: written.phases,

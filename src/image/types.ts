@@ -7,7 +7,7 @@
 import type { CommandRunner } from '../exec/index.ts';
 import type { HttpTransportOptions } from '../io/http.ts';
 import type { Logger } from '../log/index.ts';
-import type { Credentials, DownloadSource, OciClient } from '../oci/index.ts';
+import type { Credentials, DownloadSource, OciClient, SignatureVerification } from '../oci/index.ts';
 import type { ExpectedChecksum } from './checksum.ts';
 import type { StreamCompression } from './decompress.ts';
 import type { FreeSpace } from './qcow2.ts';
@@ -83,7 +83,11 @@ export interface WriteArtifactResult {
   diskFormat: DiskFormat;
   compression: StreamCompression;
   checksumVerified: boolean;
-  oci?: { reference: string; manifestDigest: string; blobDigest: string; fileName?: string | undefined } | undefined;
+  oci?: {
+    reference: string; manifestDigest: string; blobDigest: string; fileName?: string | undefined;
+    /** The signatures policy.json required, verified before a byte was read. */
+    signatures?: SignatureVerification[] | undefined;
+  } | undefined;
   /** Commands that re-read the partition table successfully (block devices). */
   partitionsReread: string[];
 }

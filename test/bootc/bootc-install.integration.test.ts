@@ -34,9 +34,10 @@ import type { BootcStepDeps } from '../../src/bootc/deps.ts';
 import { isAgentError, type AgentError } from '../../src/errors.ts';
 import { createExecaRunner, type CommandRunner } from '../../src/exec/index.ts';
 import { createLogger } from '../../src/log/index.ts';
-import { createOciClient, DEFAULT_CERTS_DIRS } from '../../src/oci/index.ts';
+import { createOciClient, DEFAULT_CERTS_DIRS, parsePolicy, type Credentials } from '../../src/oci/index.ts';
 import { buildIso, META_DATA } from '../configdrive/fixtures.ts';
 import type { TestRegistry } from '../helpers/registry.ts';
+import { makeBundle, makeKey, pushBundleReferrer } from '../helpers/signatures.ts';
 import {
   buildStandinImages, buildStandinVariant, pushForeignArchImage, pushNotBootable, pushStandin, standinUnavailable, startStandinRegistry,
   STANDIN_BOOTC_VERSION, STANDIN_CANARIES, STANDIN_PULL_SECRET, STANDIN_REGISTRY_USERNAME,
@@ -579,6 +580,75 @@ describe('execute_bootc_install end to end (stand-in image, real registry, loop 
     assert.equal(outcome.error!.details.phase, 'disk');
     assert.equal(outcome.error!.details.cleanup, undefined);
     assert.equal(partitionLines(small!.dev).length, 2, 'the marker table is still there');
+    await assertClean(outcome);
+  });
+
+  // Issue 15: the agent verifies the signatures policy.json asks for (here a cosign v3 bundle,
+  // an OCI 1.1 referrer, which podman cannot find), then has podman pull that digest.
+  async function signedStandin(repo: string, signer = makeKey()) {
+    const pushed = await pushStandin(registry!, repo, 'latest', 'bootc');
+    const creds: Credentials = { type: 'basic', username: registry!.username, password: registry!.password };
+    const manifest = (await createOciClient({ policy: null, certsDirs: [...DEFAULT_CERTS_DIRS, registry!.certsDir] }).resolve(`oci://${pushed.reference}`, { credentials: creds })).document;
+    const subject = { mediaType: manifest.mediaType, digest: pushed.digest, size: manifest.bytes.length };
+    await pushBundleReferrer(registry!, repo, subject, makeBundle(signer, pushed.digest), true);
+    return { pushed, signer };
+  }
+  function signaturePolicy(repo: string, publicPem: string) {
+    return { default: [{ type: 'insecureAcceptAnything' }], transports: { docker: { [`${registry!.host}/${repo}`]: [
+      { type: 'sigstoreSigned', keyData: Buffer.from(publicPem).toString('base64'), signedIdentity: { type: 'matchRepository' } },
+    ] } } };
+  }
+  // podman run with HOME pointing at a policy.json of its own: what podman's own check would say.
+  async function podmanWithPolicy(policy: unknown): Promise<{ runner: CommandRunner; home: string }> {
+    const home = await mkdtemp(join(dir, 'home-'));
+    await mkdir(join(home, '.config/containers'), { recursive: true });
+    await writeFile(join(home, '.config/containers/policy.json'), JSON.stringify(policy));
+    return { home, runner: { run: (file, args, opts) => realRunner.run(file, args, file === 'podman' ? { ...opts, env: { ...opts?.env, HOME: home } } : opts) } };
+  }
+
+  test('a signed image: the v0.3 bundle policy.json asks for is verified and reported, and podman pulls that digest despite its own check', async (t) => {
+    if (reason) return t.skip(reason);
+    const { pushed, signer } = await signedStandin('os/signed');
+    const policy = signaturePolicy('os/signed', signer.publicPem);
+    const { runner } = await podmanWithPolicy(policy);
+    // Without the agent's verification podman refuses the image: it finds no signature it knows.
+    const authDir = await mkdtemp(join(dir, 'auth-'));
+    const authFile = join(authDir, 'auth.json');
+    await writeFile(authFile, JSON.stringify({ auths: { [registry!.host]: { auth: Buffer.from(`${registry!.username}:${registry!.password}`).toString('base64') } } }), { mode: 0o600 });
+    const plain = await runner.run('podman', ['pull', '--authfile', authFile, '--', `${pushed.reference.replace(/:latest$/, '')}@${pushed.digest}`], { okExitCodes: [0, 125] });
+    await rm(authDir, { recursive: true, force: true });
+    assert.equal(plain.exitCode, 125, 'podman accepted the image by itself: the test would prove nothing');
+    assert.match(plain.stderr, /signature/i);
+    const outcome = await runStep({
+      runner,
+      args: { image_source: `oci://${pushed.reference}` },
+      oci: createOciClient({ policy: parsePolicy(JSON.stringify(policy)), certsDirs: [...DEFAULT_CERTS_DIRS, registry!.certsDir] }),
+    });
+    assert.equal(outcome.error, undefined, outcome.error && `${outcome.error.code}: ${outcome.error.message}`);
+    const [signature] = outcome.result!.signatures as Record<string, unknown>[];
+    assert.equal(signature?.format, 'sigstore-bundle');
+    assert.equal(signature?.digest, pushed.digest);
+    assert.match(String(signature?.found_in), /referrer/);
+    assert.equal(outcome.result!.image_digest, pushed.digest);
+    assert.ok(outcome.progress.some((p) => p.phase === 'resolve' && /^signature verified: sigstoreSigned/.test(p.message)));
+    const pull = outcome.commands.find((c) => c[0] === 'podman' && c.includes('pull'))!;
+    assert.ok(pull.includes('--signature-policy'), pull.join(' '));
+    assert.ok(pull.at(-1)!.endsWith(`@${pushed.digest}`), pull.join(' '));
+    await assertClean(outcome);
+  });
+
+  test('a signature by another key: OCI_SIGNATURE_INVALID in phase resolve, the disk left as it was', async (t) => {
+    if (reason) return t.skip(reason);
+    const { pushed } = await signedStandin('os/forged');
+    layMarkerTable(disk!.dev);
+    const outcome = await runStep({
+      args: { image_source: `oci://${pushed.reference}` },
+      oci: createOciClient({ policy: parsePolicy(JSON.stringify(signaturePolicy('os/forged', makeKey().publicPem))), certsDirs: [...DEFAULT_CERTS_DIRS, registry!.certsDir] }),
+    });
+    assert.equal(outcome.error?.code, 'OCI_SIGNATURE_INVALID', outcome.error && `${outcome.error.code}: ${outcome.error.message}`);
+    assert.equal(outcome.error!.details.phase, 'resolve');
+    assert.ok(!outcome.commands.some((c) => c[0] === 'podman' && c.includes('pull')), 'a pull was started');
+    assert.equal(partitionLines(disk!.dev).length, 2, 'the marker table is still there');
     await assertClean(outcome);
   });
 

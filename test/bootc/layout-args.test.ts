@@ -47,6 +47,7 @@ describe('podman argv', () => {
   it('pulls by digest with an auth file', () => {
     assert.deepEqual(buildPullArgs('r:5000/os@sha256:ab', '/run/x/auth.json'), ['pull', '--authfile', '/run/x/auth.json', '--', 'r:5000/os@sha256:ab']);
     assert.deepEqual(buildPullArgs('r/os@sha256:ab', undefined), ['pull', '--', 'r/os@sha256:ab']);
+    assert.deepEqual(buildPullArgs('r/os@sha256:ab', undefined, '/run/x/policy.json'), ['pull', '--signature-policy', '/run/x/policy.json', '--', 'r/os@sha256:ab']);
   });
   it('probes without privileges or network', () => {
     const argv = buildProbeArgs('r/os@sha256:ab', 'probe-1');

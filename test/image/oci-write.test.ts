@@ -13,8 +13,9 @@ import { after, before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { createExecaRunner } from '../../src/exec/index.ts';
 import { writeArtifactToTarget, type WriteProgress } from '../../src/image/index.ts';
-import { createOciClient, type OciClient } from '../../src/oci/index.ts';
+import { createOciClient, parsePolicy, type OciClient } from '../../src/oci/index.ts';
 import { pushArtifact, pushIndex, registryUnavailable, startRegistry, zstdCompress, type TestRegistry } from '../helpers/registry.ts';
+import { makeBundle, makeKey, pushBundleReferrer } from '../helpers/signatures.ts';
 import { makeGptImage, readHead, suiteLoopDevice, tempDir, toolMissing, toQcow2 } from './helpers.ts';
 
 const skip = registryUnavailable() ?? toolMissing('zstd', 'sgdisk', 'qemu-img');
@@ -38,6 +39,34 @@ describe('oci:// disk images from a real registry', { skip }, () => {
     await client?.close();
     await reg?.stop();
     await tmp?.cleanup();
+  });
+
+  // Issue 15: an oci:// disk image whose policy asks for a signature is verified before a byte is read.
+  test('a signed raw artifact: the bundle is verified and reported; unsigned or forged, nothing is written', async () => {
+    const key = makeKey();
+    const signed = await pushArtifact(reg, 'disks/signed', 'v1', { bytes: image, title: 'disk.raw' });
+    await pushBundleReferrer(reg, 'disks/signed', signed, makeBundle(key, signed.digest), true);
+    await pushArtifact(reg, 'disks/unsigned', 'v1', { bytes: image, title: 'disk.raw' });
+    const requirement = (publicPem: string) => [{ type: 'sigstoreSigned', keyData: Buffer.from(publicPem).toString('base64'), signedIdentity: { type: 'matchRepository' } }];
+    const policy = (publicPem: string) => parsePolicy(JSON.stringify({ default: requirement(publicPem) }));
+    const write = async (repo: string, publicPem: string, out: string) => {
+      const verifying = createOciClient({ registries: { registries: [] }, policy: policy(publicPem), authFilePaths: [], certsDirs: [reg.certsDir] });
+      try {
+        return await writeArtifactToTarget({ source: `oci://${reg.host}/${repo}:v1`, target: out, oci: verifying, runner, credentials: credentials(), platform: { architecture: 'amd64' } });
+      } finally {
+        await verifying.close();
+      }
+    };
+    const out = join(tmp.dir, 'signed.out');
+    const result = await write('disks/signed', key.publicPem, out);
+    assert.equal(sha256(await readFile(out)), sha256(image));
+    assert.equal(result.oci?.signatures?.[0]?.format, 'sigstore-bundle');
+    assert.equal(result.oci?.signatures?.[0]?.digest, signed.digest);
+    for (const [repo, publicPem, code] of [['disks/unsigned', key.publicPem, 'OCI_SIGNATURE_MISSING'], ['disks/signed', makeKey().publicPem, 'OCI_SIGNATURE_INVALID']] as const) {
+      const target = join(tmp.dir, `${repo.replace('/', '-')}-${code}.out`);
+      await assert.rejects(write(repo, publicPem, target), (err: { code?: string }) => err.code === code);
+      assert.ok(!existsSync(target), `${target} was created`);
+    }
   });
 
   test('raw artifact to a file: bytes, blob digest, phases and progress', async () => {
