@@ -28,6 +28,25 @@ export function bootcDeployUnavailable(): string | undefined {
 
 export type OnCleanup = (what: string, fn: () => Promise<unknown>) => void;
 
+/** Cleanups registered through an `OnCleanup`, run last-first; `run()` throws naming each that failed. */
+export function cleanupList(): { add: OnCleanup; run(): Promise<void> } {
+  const cleanups: Array<{ what: string; fn: () => Promise<unknown> }> = [];
+  return {
+    add: (what, fn) => { cleanups.push({ what, fn }); },
+    async run() {
+      const failures: string[] = [];
+      for (const { what, fn } of cleanups.reverse()) {
+        try {
+          await fn();
+        } catch (err) {
+          failures.push(`${what}: ${(err as Error).message}`);
+        }
+      }
+      if (failures.length > 0) throw new Error(`cleanup failed: ${failures.join('; ')}`);
+    },
+  };
+}
+
 export interface BootcFixture {
   registry: TestRegistry;
   /** oci://host:port/repo:tag */

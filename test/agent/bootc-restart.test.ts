@@ -18,8 +18,8 @@ import { startAgentProcess, type AgentProcess } from '../helpers/agent-process.t
 import { localMacAddresses, startFakeConductor, type FakeConductor, type StepDecision, type WireCommand } from '../helpers/fake-conductor.ts';
 import { freePort } from '../helpers/registry.ts';
 import { STANDIN_PULL_SECRET } from '../helpers/standin-image.ts';
-import { bootcDeployUnavailable, setUpBootcFixture, type BootcFixture } from './bootc-fixture.ts';
-import { eventually } from './harness.ts';
+import { bootcDeployUnavailable, cleanupList, setUpBootcFixture, type BootcFixture } from './bootc-fixture.ts';
+import { eventually, within } from './harness.ts';
 
 type Json = Record<string, any>;
 
@@ -28,25 +28,15 @@ const skip = bootcDeployUnavailable() ?? (process.getuid?.() !== 0 ? 'needs root
 
 describe('execute_bootc_install interrupted in the real agent process', { skip: skip ?? false }, () => {
   const runner = createExecaRunner();
-  const cleanups: Array<{ what: string; fn: () => Promise<unknown> }> = [];
+  const cleanups = cleanupList();
   const nodeUuid = randomUUID();
   let fixture: BootcFixture;
 
   before(async () => {
-    fixture = await setUpBootcFixture(runner, (what, fn) => { cleanups.push({ what, fn }); }, { nodeUuid });
+    fixture = await setUpBootcFixture(runner, cleanups.add, { nodeUuid });
   });
 
-  after(async () => {
-    const failures: string[] = [];
-    for (const { what, fn } of cleanups.reverse()) {
-      try {
-        await fn();
-      } catch (err) {
-        failures.push(`${what}: ${(err as Error).message}`);
-      }
-    }
-    assert.deepEqual(failures, [], 'cleanup failed');
-  });
+  after(() => cleanups.run());
 
   // A conductor, a state_dir and a port for one agent that the test starts (and restarts).
   async function scene(t: TestContext, name: string) {
@@ -104,14 +94,6 @@ describe('execute_bootc_install interrupted in the real agent process', { skip: 
     assert.deepEqual(await partitions(), []);
     const signatures = await runner.run('wipefs', ['--no-act', '--', fixture.disk.device]);
     assert.equal(signatures.stdout.trim(), '', `signatures left on ${fixture.disk.device}: ${signatures.stdout}`);
-  }
-
-  function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms);
-    });
-    return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
   }
 
   it('SIGKILL mid-install, restart: orphaned container removed, disk wiped, the conductor sees FAILED, a retry succeeds', async (t) => {

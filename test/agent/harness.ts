@@ -200,6 +200,15 @@ export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 500
   }
 }
 
+/** `promise`, or a rejection naming `what` if it has not settled within `ms`. */
+export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 /** Resolves once the conductor has received no heartbeat for `quietMs` (forced ones have gone out). */
 export async function heartbeatsQuiet(conductor: FakeConductor, quietMs: number, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

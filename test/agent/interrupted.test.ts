@@ -9,17 +9,9 @@ import type { CommandRunner } from '../../src/exec/index.ts';
 import { createStateStore } from '../../src/state/index.ts';
 import { createFakeRunner } from '../helpers/fake-runner.ts';
 import { KILLED_MID_INSTALL, recoveryAnswers } from '../helpers/interrupted-install.ts';
-import { createGatedStep, echoStep, eventually, executeDeployStep, heartbeatsQuiet, startTestAgent, tempDir } from './harness.ts';
+import { createGatedStep, echoStep, eventually, executeDeployStep, heartbeatsQuiet, startTestAgent, tempDir, within } from './harness.ts';
 
 type Json = Record<string, any>;
-
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 describe('the conductor learns how a step ended', () => {
   for (const ending of ['failed', 'succeeded'] as const) {

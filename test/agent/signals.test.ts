@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startAgentProcess, type AgentProcess } from '../helpers/agent-process.ts';
 import { localMacAddresses, startFakeConductor, type FakeConductor, type StepDecision } from '../helpers/fake-conductor.ts';
 import { freePort } from '../helpers/registry.ts';
-import { eventually, tempDir } from './harness.ts';
+import { eventually, tempDir, within } from './harness.ts';
 
 type Json = Record<string, any>;
 
@@ -59,14 +59,6 @@ async function runningInLsblk(s: Scene, agent: AgentProcess): Promise<{ id: stri
   assert.equal(command.command_status, 'RUNNING');
   await eventually(async () => (await readFile(s.toolLog, 'utf8').catch(() => '')).includes('started'), 30_000, 'the stand-in lsblk to start');
   return { id: command.id, decision };
-}
-
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 describe('the agent process and signals', { skip }, () => {
