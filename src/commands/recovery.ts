@@ -1,6 +1,7 @@
 /**
  * After a restart, the command the previous run was killed in (SIGKILL, the OOM killer, a crash;
- * systemd's `Restart=` starts the agent again). Before the API listens, the agent removes that
+ * systemd's `Restart=` starts the agent again) or stopped during (SIGTERM: the step cleaned up,
+ * and doing it again is harmless). Before the API listens, the agent removes that
  * command's containers, wipes its disk if it may have written it, removes the temporary files
  * under `state_dir`, and reports it FAILED (`COMMAND_INTERRUPTED`) under its original id: a
  * conductor reading the last command of the step sees it failed — not an empty list, which it
