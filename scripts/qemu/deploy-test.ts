@@ -5,8 +5,13 @@
  * then the VM is powered off through the agent, booted again from its disk, and the deployed
  * system must report the config drive's uuid and the injected keys on the serial console.
  *
+ * `--scenario kill-mid-install` first starts a deploy whose install holds after partitioning
+ * the disk, kills the agent through systemd in the VM (typed on the serial console) and checks
+ * that systemd's restart of it reports the step FAILED and leaves the disk wiped; then the normal
+ * deploy runs on the same disk.
+ *
  *   node --import tsx scripts/qemu/deploy-test.ts [--build auto|always|never] [--keep]
- *        [--skip-failures] [--work DIR] [--memory MiB]
+ *        [--skip-failures] [--scenario deploy|kill-mid-install] [--work DIR] [--memory MiB]
  *
  * Exit status 0 on success, 1 on a failed check, 2 on a usage error, 77 when something this
  * test needs is missing (printed as `SKIP: <reason>`). Serial logs are kept on failure.
@@ -21,7 +26,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
-import { startFakeConductor, type FakeConductor } from '../../test/helpers/fake-conductor.ts';
+import { startFakeConductor, type FakeConductor, type StepDecision } from '../../test/helpers/fake-conductor.ts';
 import { startGuestRegistry, type GuestRegistry } from './registry.ts';
 import { freePort } from '../../test/helpers/registry.ts';
 
@@ -37,6 +42,7 @@ const { values: opts } = parseArgs({
     build: { type: 'string', default: 'auto' },
     keep: { type: 'boolean', default: false },
     'skip-failures': { type: 'boolean', default: false },
+    scenario: { type: 'string', default: 'deploy' },
     work: { type: 'string' },
     memory: { type: 'string', default: '6144' },
     ramdisk: { type: 'string', default: join(ROOT, 'build/ramdisk') },
@@ -44,8 +50,12 @@ const { values: opts } = parseArgs({
   },
 });
 if (opts.help) {
-  console.log('usage: scripts/qemu-deploy-test [--build auto|always|never] [--keep] [--skip-failures] [--work DIR] [--memory MiB] [--ramdisk DIR]');
+  console.log('usage: scripts/qemu-deploy-test [--build auto|always|never] [--keep] [--skip-failures] [--scenario deploy|kill-mid-install] [--work DIR] [--memory MiB] [--ramdisk DIR]');
   process.exit(0);
+}
+if (!['deploy', 'kill-mid-install'].includes(opts.scenario!)) {
+  console.error('--scenario must be deploy or kill-mid-install');
+  process.exit(2);
 }
 if (!['auto', 'always', 'never'].includes(opts.build!)) {
   console.error('--build must be auto, always or never');
@@ -249,6 +259,47 @@ async function pollCommand(conductor: FakeConductor, id: string, timeoutMs: numb
   }
 }
 
+/**
+ * The kill-mid-install scenario: a deploy whose install holds after partitioning the disk
+ * (`standin.sleep`, the moment a kill leaves BIOS-BOOT and an unformatted ESP), the agent killed
+ * by systemd in the VM as the OOM killer would (`systemctl kill -s KILL`, typed on the serial
+ * console), restarted by the unit's `Restart=on-failure`; the conductor, waiting like Ironic ≥ 29,
+ * must see the step FAILED (COMMAND_INTERRUPTED) with the install container removed and the
+ * disk wiped — on the host the raw disk has no partition left.
+ */
+async function killMidInstall(conductor: FakeConductor, vm: Vm, disk: string, step: { args: Record<string, unknown>; node: Record<string, unknown>; ports: unknown[] }): Promise<string> {
+  const { command, decision } = await conductor.startStep('deploy', 'execute_bootc_install', step);
+  await pollUntil(async () => {
+    const list = (await conductor.callAgent({ path: '/v1/commands/' })).body as { commands: WireResult[] };
+    const last = list.commands.find((c) => c.id === command.id);
+    if (last?.command_status !== 'RUNNING') fail(`the deploy ended before the install: ${JSON.stringify(last)}`);
+    return (last!.command_result as { progress?: { phase?: string } } | null)?.progress?.phase === 'install';
+  }, 30 * 60_000, 'the install phase');
+  await pollUntil(async () => (await inspectDisk(disk)).partitions.length >= 2, 10 * 60_000, 'the stand-in partitioning the disk');
+  log('   install holding with a partitioned disk: systemctl kill -s KILL bootc-agent');
+  vm.type('');
+  vm.type('systemctl kill -s KILL bootc-agent');
+  const seen: StepDecision = await Promise.race([decision, sleep(20 * 60_000).then(() => fail('no decision within 20 min of the kill'))]);
+  const error = seen.command?.command_error as { details?: string } | null | undefined;
+  if (seen.outcome !== 'failed') fail(`the conductor decided ${seen.outcome} after the restart: ${JSON.stringify(seen.command)}`);
+  if (seen.command?.id !== command.id) fail(`the FAILED command is not the one killed: ${JSON.stringify(seen.command)}`);
+  const details = error?.details ?? '';
+  if (!details.startsWith('[COMMAND_INTERRUPTED]') || !details.includes('phase=install')) fail(`not reported as interrupted in the install phase: ${details}`);
+  if (!/"containers":\["bootc-agent-install-/.test(details)) fail(`the install container was not removed: ${details}`);
+  if (!details.includes('"disk":"wiped"')) fail(`the disk was not wiped: ${details}`);
+  const d = await inspectDisk(disk);
+  if (d.partitions.length > 0) fail(`partitions left on the disk after the restart: ${d.detail}`);
+  return `FAILED after the restart: ${details.slice(0, 200)}`;
+}
+
+async function pollUntil(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) fail(`${what}: not within ${Math.round(timeoutMs / 1000)} s`);
+    await sleep(2000);
+  }
+}
+
 function sshKey(comment: string): { line: string; fingerprint: string } {
   const { publicKey } = generateKeyPairSync('ed25519');
   const raw = publicKey.export({ format: 'der', type: 'spki' }).subarray(-32);
@@ -412,6 +463,14 @@ async function main(): Promise<number> {
       if (d.bootable) fail(`the disk is bootable after a failed deploy: ${d.detail}`);
       return `${r.command_error?.message?.slice(0, 160)}; disk: ${d.detail}`;
     }, (v) => v);
+  }
+
+  if (opts.scenario === 'kill-mid-install') {
+    await phase('deploy, agent killed mid-install, restarted by systemd → FAILED, disk wiped', () => killMidInstall(conductor, vm1.vm, disk, {
+      args: { image_source: `oci://${registry.guestAddress}/os/standin-bootable:latest`, oci_pull_secret: secret(registry.username, registry.password) },
+      node: { properties: { cpu_arch: 'x86_64' }, instance_info: { bootc_kargs: ['standin.sleep=900'] } },
+      ports,
+    }), (v) => v);
   }
 
   const metaKey = sshKey('config-drive@qemu-test');
