@@ -637,20 +637,46 @@ describe('execute_bootc_install end to end (stand-in image, real registry, loop 
     await assertClean(outcome);
   });
 
-  test('a signature by another key: OCI_SIGNATURE_INVALID in phase resolve, the disk left as it was', async (t) => {
-    if (reason) return t.skip(reason);
-    const { pushed } = await signedStandin('os/forged');
-    layMarkerTable(disk!.dev);
-    const outcome = await runStep({
-      args: { image_source: `oci://${pushed.reference}` },
-      oci: createOciClient({ policy: parsePolicy(JSON.stringify(signaturePolicy('os/forged', makeKey().publicPem))), certsDirs: [...DEFAULT_CERTS_DIRS, registry!.certsDir] }),
+  // Each way a signature can fail fails in phase resolve, before the pull, the disk as it was.
+  const signatureFailures: [string, string, (repo: string, signer: ReturnType<typeof makeKey>) => Promise<unknown>, string][] = [
+    ['no signature at all', 'OCI_SIGNATURE_MISSING', async (repo, signer) => signaturePolicy(repo, signer.publicPem), 'unsigned'],
+    ['a signature by another key', 'OCI_SIGNATURE_INVALID', async (repo) => signaturePolicy(repo, makeKey().publicPem), 'signed'],
+    ['a signature for another digest', 'OCI_SIGNATURE_DIGEST_MISMATCH', async (repo, signer) => signaturePolicy(repo, signer.publicPem), 'other-digest'],
+    ['a signature the identity rule refuses', 'OCI_SIGNATURE_IDENTITY_MISMATCH', async (repo, signer) => {
+      const policy = signaturePolicy(repo, signer.publicPem);
+      const [req] = policy.transports.docker[`${registry!.host}/${repo}`]!;
+      Object.assign(req!, { signedIdentity: { type: 'exactRepository', dockerRepository: `${registry!.host}/os/someone-else` } });
+      return policy;
+    }, 'signed'],
+    ['an unknown requirement type', 'OCI_POLICY_REQUIREMENT_UNKNOWN', async (repo) => ({ default: [{ type: 'signedByQuantumOracle' }], transports: { docker: {} } }), 'signed'],
+  ];
+  for (const [name, code, policyOf, shape] of signatureFailures) {
+    test(`${name}: ${code} in phase resolve, the disk left as it was`, async (t) => {
+      if (reason) return t.skip(reason);
+      const repo = `os/sigfail-${code.toLowerCase().replaceAll('_', '-')}`;
+      const signer = makeKey();
+      if (shape === 'unsigned') await pushStandin(registry!, repo, 'latest', 'bootc');
+      else if (shape === 'signed') await signedStandin(repo, signer);
+      else {
+        // The bundle signs the no-bootc image's digest, attached to the stand-in's.
+        const other = await pushStandin(registry!, `${repo}-other`, 'latest', 'noBootc');
+        const pushed = await pushStandin(registry!, repo, 'latest', 'bootc');
+        const creds: Credentials = { type: 'basic', username: registry!.username, password: registry!.password };
+        const manifest = (await createOciClient({ policy: null, certsDirs: [...DEFAULT_CERTS_DIRS, registry!.certsDir] }).resolve(`oci://${pushed.reference}`, { credentials: creds })).document;
+        await pushBundleReferrer(registry!, repo, { mediaType: manifest.mediaType, digest: pushed.digest, size: manifest.bytes.length }, makeBundle(signer, other.digest), true);
+      }
+      layMarkerTable(disk!.dev);
+      const outcome = await runStep({
+        args: { image_source: `oci://${registry!.host}/${repo}:latest` },
+        oci: createOciClient({ policy: parsePolicy(JSON.stringify(await policyOf(repo, signer))), certsDirs: [...DEFAULT_CERTS_DIRS, registry!.certsDir] }),
+      });
+      assert.equal(outcome.error?.code, code, outcome.error && `${outcome.error.code}: ${outcome.error.message}`);
+      assert.equal(outcome.error!.details.phase, 'resolve');
+      assert.ok(!outcome.commands.some((c) => c[0] === 'podman' && c.includes('pull')), 'a pull was started');
+      assert.equal(partitionLines(disk!.dev).length, 2, 'the marker table is still there');
+      await assertClean(outcome);
     });
-    assert.equal(outcome.error?.code, 'OCI_SIGNATURE_INVALID', outcome.error && `${outcome.error.code}: ${outcome.error.message}`);
-    assert.equal(outcome.error!.details.phase, 'resolve');
-    assert.ok(!outcome.commands.some((c) => c[0] === 'podman' && c.includes('pull')), 'a pull was started');
-    assert.equal(partitionLines(disk!.dev).length, 2, 'the marker table is still there');
-    await assertClean(outcome);
-  });
+  }
 
   // The disk is looked up while the image resolves; its outcome counts only in phase `disk`.
   const waitingFor = (attempts: number, delaySeconds: number): Partial<BootcStepDeps> => ({
