@@ -72,6 +72,8 @@ export const ERROR_CODES = {
   IMAGE_PULL_FAILED: { status: 500, type: 'ImageDownloadError', meaning: '`podman pull` failed after retries (wrong credentials, registry down, missing tag); details carry its argv and stderr tail.' },
   INSUFFICIENT_MEMORY: { status: 500, type: 'DeploymentError', meaning: 'The image (compressed and estimated unpacked size) does not fit in the ramdisk\'s available memory; details name the numbers.' },
   INSUFFICIENT_SPACE: { status: 500, type: 'DeploymentError', meaning: 'The container storage does not have room for the image; details name the numbers.' },
+  SCRATCH_FAILED: { status: 500, type: 'DeploymentError', meaning: 'Setting up or removing the container-storage scratch area in the target disk\'s tail (loop device at an offset, xfs, mount) failed; details name the steps done and the ones that failed.' },
+  ROOT_GROW_FAILED: { status: 500, type: 'DeploymentError', meaning: 'After an install from disk-backed container storage, growing the root partition or its filesystem over the freed scratch space failed (the disk is wiped like after any failed deploy).' },
   BOOTC_NOT_FOUND: { status: 500, type: 'ImageDownloadError', meaning: 'The image has no `bootc` binary, so it cannot install itself.' },
   BOOTC_UNSUPPORTED: { status: 500, type: 'DeploymentError', meaning: 'The image\'s bootc is too old for `install to-disk` or for an option the deploy needs.' },
   BOOTC_INSTALL_FAILED: { status: 500, type: 'ImageWriteError', meaning: '`bootc install to-disk` failed; details carry the podman argv, exit code and stderr tail. The disk is wiped afterwards.' },

@@ -1,0 +1,141 @@
+/**
+ * A scratch filesystem in the tail of a disk, reached through a loop device at an offset: room
+ * for container storage on the disk an image is being installed to, instead of in memory.
+ *
+ * Why a loop device at an offset and not a partition: `bootc install to-disk --wipe` refuses a
+ * disk that is mounted or has mounted children, runs `wipefs -a` on every child and on the
+ * disk, and writes a new GPT. A loop device backed by the disk is neither a partition nor a
+ * child in lsblk/sysfs, so none of that reaches it; `wipefs -a` on the disk erases only the
+ * signatures libblkid finds at the disk's start and the backup GPT in its last sectors; bootc's
+ * mkfs writes only its own partitions, which end before the scratch's offset.
+ * @module
+ */
+import { mkdir, mkdtemp, readFile, rmdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AgentError, describeError, toAgentError } from '../errors.ts';
+import type { CommandRunner } from '../exec/index.ts';
+import type { Logger } from '../log/index.ts';
+
+const MiB = 2 ** 20;
+
+export interface ScratchOptions {
+  /** The whole disk (/dev/…); the scratch is `[offsetBytes, offsetBytes + sizeBytes)` of it. */
+  disk: string;
+  offsetBytes: number;
+  sizeBytes: number;
+  /** A private directory under which the scratch is mounted (a new `scratch-*` inside it). */
+  parentDir: string;
+  signal?: AbortSignal | undefined;
+  log?: Logger | undefined;
+}
+
+export interface Scratch {
+  /** The loop device. */
+  device: string;
+  mountpoint: string;
+  /** Bind-mounted as /var/lib/containers; its `storage/` is the graph root. */
+  containersDir: string;
+  /** Temporary space (blob staging, /var/tmp of the install). */
+  tmpDir: string;
+  /** Run root and libpod's temporary directory. */
+  runDir: string;
+  offsetBytes: number;
+  sizeBytes: number;
+  /**
+   * Unmounts everything below the mountpoint (deepest first) and the scratch, erases its
+   * signature and detaches the loop device. Idempotent: a second call returns the first's result.
+   */
+  teardown(): Promise<string[]>;
+}
+
+function assertDisk(path: string): void {
+  if (!/^\/dev\/[A-Za-z0-9._/-]+$/.test(path) || path.includes('..')) {
+    throw new AgentError('SCRATCH_FAILED', `Refusing a scratch area on "${path}": not a /dev path`);
+  }
+}
+
+/** Mountpoints at or below `dir`, deepest first (from /proc/self/mountinfo). */
+export async function mountsBelow(dir: string, mountinfo?: string): Promise<string[]> {
+  const text = mountinfo ?? await readFile('/proc/self/mountinfo', 'utf8');
+  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+  const points = text.split('\n').map((l) => l.split(' ')[4]).filter((p): p is string => !!p).map(unescape);
+  const below = [...new Set(points.filter((p) => p === dir || p.startsWith(`${dir}/`)))];
+  return below.sort((a, b) => b.split('/').length - a.split('/').length || b.length - a.length);
+}
+
+/**
+ * Where the scratch goes: `sizeBytes` (rounded up to MiB) ending `tailBytes` before the end of
+ * the disk, its start 1 MiB aligned.
+ */
+export function scratchPlacement(diskBytes: number, tailBytes: number, sizeBytes: number): { offsetBytes: number; sizeBytes: number } {
+  const end = Math.floor((diskBytes - tailBytes) / MiB) * MiB;
+  const size = Math.ceil(sizeBytes / MiB) * MiB;
+  return { offsetBytes: end - size, sizeBytes: size };
+}
+
+/** Creates, formats (xfs) and mounts the scratch; on any failure nothing of it stays. */
+export async function createScratch(runner: CommandRunner, options: ScratchOptions): Promise<Scratch> {
+  assertDisk(options.disk);
+  const { offsetBytes, sizeBytes, signal, log } = options;
+  if (offsetBytes % MiB !== 0 || sizeBytes % MiB !== 0 || offsetBytes <= 0 || sizeBytes <= 0) {
+    throw new AgentError('SCRATCH_FAILED', `Scratch offset ${offsetBytes} and size ${sizeBytes} must be positive multiples of 1 MiB`);
+  }
+  await mkdir(options.parentDir, { recursive: true, mode: 0o700 });
+  const mountpoint = await mkdtemp(join(options.parentDir, 'scratch-'));
+  let device: string | undefined;
+  let mounted = false;
+  let done: Promise<string[]> | undefined;
+  const teardown = () => (done ??= (async () => {
+    const steps: string[] = [];
+    const failures: string[] = [];
+    const attempt = async (label: string, fn: () => Promise<unknown>) => {
+      try {
+        await fn();
+        steps.push(label);
+      } catch (err) {
+        failures.push(`${label}: ${describeError(toAgentError(err))}`);
+      }
+    };
+    if (mounted) {
+      for (const point of await mountsBelow(mountpoint)) {
+        await attempt(`umount ${point}`, () => runner.run('umount', [point], { timeoutMs: 60_000 }));
+      }
+    }
+    if (device) {
+      const loop = device;
+      await attempt(`wipefs -a ${loop}`, () => runner.run('wipefs', ['-a', '-q', loop], { timeoutMs: 60_000 }));
+      await attempt(`losetup -d ${loop}`, () => runner.run('losetup', ['-d', loop], { timeoutMs: 60_000 }));
+    }
+    // rmdir, never a recursive rm: a scratch still mounted there must not be emptied
+    await attempt(`rmdir ${mountpoint}`, () => rmdir(mountpoint).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; }));
+    if (failures.length) {
+      log?.error({ failures, steps }, 'scratch teardown incomplete');
+      throw new AgentError('SCRATCH_FAILED', `Removing the scratch area on ${options.disk} failed: ${failures.join('; ')}`, { details: { steps, failures } });
+    }
+    return steps;
+  })());
+  try {
+    const loop = await runner.run('losetup', ['--find', '--show', '--offset', String(offsetBytes), '--sizelimit', String(sizeBytes), options.disk], { signal, timeoutMs: 60_000 });
+    device = loop.stdout.trim();
+    if (!/^\/dev\/loop\d+$/.test(device)) throw new AgentError('SCRATCH_FAILED', `losetup answered "${device.slice(0, 80)}" instead of a loop device`);
+    // -K: no discard of the range (slow on large disks, and the space is erased on the way out anyway)
+    await runner.run('mkfs.xfs', ['-f', '-q', '-K', '-L', 'agentscratch', device], { signal, timeoutMs: 600_000 });
+    await runner.run('mount', [device, mountpoint], { signal, timeoutMs: 60_000 });
+    mounted = true;
+    const scratch: Scratch = {
+      device, mountpoint, offsetBytes, sizeBytes, teardown,
+      containersDir: join(mountpoint, 'containers'),
+      tmpDir: join(mountpoint, 'tmp'),
+      runDir: join(mountpoint, 'run'),
+    };
+    await mkdir(join(scratch.containersDir, 'storage'), { recursive: true, mode: 0o700 });
+    await mkdir(scratch.tmpDir, { mode: 0o1777 });
+    await mkdir(scratch.runDir, { mode: 0o700 });
+    log?.info({ device, offset: offsetBytes, size: sizeBytes, mountpoint }, 'scratch area mounted');
+    return scratch;
+  } catch (err) {
+    await teardown().catch((e: unknown) => log?.error({ err: e }, 'scratch teardown after a failed set-up'));
+    if (err instanceof AgentError) throw err;
+    throw new AgentError('SCRATCH_FAILED', `Setting up the scratch area on ${options.disk} failed: ${describeError(toAgentError(err))}`, { cause: err, details: { offset: offsetBytes, size: sizeBytes } });
+  }
+}
