@@ -1,6 +1,6 @@
 /**
  * Request bodies: read only when a route asks for one (after the token was checked), never
- * past the size limit, and the rules for a reply sent while a body is still unread.
+ * past the size limit, and what happens to the rest of a body when the reply comes first.
  * @module
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -19,12 +19,21 @@ export function tooLarge(limit: number, declared?: number): AgentError {
 }
 
 /**
- * Whether part of the request's body may still be on its way: a reply then closes the
- * connection, since reading the rest only to throw it away is what a hostile client wants.
+ * After a reply sent while the body is still on its way (401 before reading it, 413, 503): the
+ * rest is read and thrown away for at most `graceMs`, so a client that sends its whole body
+ * before reading (as python-requests does) still gets to read the reply; a client still sending
+ * then is cut off. Nothing of it is kept.
  */
-export function bodyPending(req: IncomingMessage): boolean {
-  if (req.complete) return false;
-  return declaredLength(req) > 0 || req.headers['transfer-encoding'] !== undefined;
+export function discardRestOfBody(req: IncomingMessage, res: ServerResponse, graceMs: number): void {
+  if (req.complete) return;
+  res.once('finish', () => {
+    if (req.complete) return;
+    const timer = setTimeout(() => { if (!req.complete) req.socket.destroy(); }, graceMs);
+    const stop = () => clearTimeout(timer);
+    req.once('end', stop);
+    req.socket.once('close', stop);
+    req.resume();
+  });
 }
 
 /**
@@ -41,7 +50,6 @@ export function readBody(req: IncomingMessage, res: ServerResponse, limit: numbe
     const done = (err?: AgentError) => {
       req.off('data', onData).off('end', onEnd).off('close', onClose).off('error', onClose);
       if (err) {
-        req.pause();
         reject(err);
       } else resolve(Buffer.concat(chunks, size));
     };

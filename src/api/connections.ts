@@ -1,12 +1,17 @@
 /**
- * The API's connections: how many are open, which ones have a request in flight, and which one
- * gives way when a new connection comes at the cap.
+ * The API's connections: how many are open, from which addresses, which ones have a request in
+ * flight, and which one gives way when a new connection comes at a cap.
  *
- * Pollers may be many, the conductor is a few addresses: refusing new connections at the cap
- * (`server.maxConnections`) would lock the conductor out while pollers hold every slot. So at
- * the cap a new connection closes the idle connection used least recently (one that has been
- * answered before, then one that has not sent a request yet); a connection with a request in
- * flight is never closed, and when every connection has one, the new connection is refused.
+ * The conductor is a few addresses; pollers may be many connections. Refusing new connections
+ * at the cap (`server.maxConnections`) would lock the conductor out while pollers hold every
+ * slot, so a new connection takes the place of an idle one instead:
+ * - from an address at `perAddress` connections: that address's own idle connection used least
+ *   recently, so one address's flood only ever churns its own share;
+ * - at `max` connections in all: an idle connection of the address holding the most, the one
+ *   used least recently among them.
+ * An idle connection that has been answered goes before one that has not sent its request yet
+ * (its TLS handshake may still be running); a connection with a request in flight is never
+ * closed, and when every candidate has one, the new connection is refused.
  * @module
  */
 import type { Server, Socket } from 'node:net';
@@ -14,6 +19,7 @@ import type { Logger } from '../log/index.ts';
 
 interface Connection {
   socket: Socket;
+  address: string;
   inFlight: number;
   /** Whether a request on it has been answered (then it is a keep-alive connection). */
   answered: boolean;
@@ -28,6 +34,11 @@ export interface ConnectionTracker {
   closeAll(): void;
 }
 
+export interface ConnectionCaps {
+  max: number;
+  perAddress: number;
+}
+
 // TLS sockets wrap the TCP socket the server accepted; both have the same peer address and
 // port, which name the connection.
 const keyOf = (socket: Socket): string | undefined =>
@@ -35,55 +46,82 @@ const keyOf = (socket: Socket): string | undefined =>
 
 const WARN_EVERY_MS = 60_000;
 
-export function trackConnections(server: Server, maxConnections: number, log: Logger): ConnectionTracker {
+export function trackConnections(server: Server, caps: ConnectionCaps, log: Logger): ConnectionTracker {
   // Map order is the order of last use: re-inserted on each request and each reply.
   const open = new Map<string, Connection>();
+  const perAddress = new Map<string, number>();
   let inFlight = 0;
   const dropped = { closed: 0, refused: 0, warnedAt: -Infinity };
 
+  const count = (address: string) => perAddress.get(address) ?? 0;
+  const forget = (key: string, conn: Connection) => {
+    if (open.get(key) !== conn) return;
+    open.delete(key);
+    const left = count(conn.address) - 1;
+    if (left > 0) perAddress.set(conn.address, left);
+    else perAddress.delete(conn.address);
+  };
   const touch = (key: string, conn: Connection) => {
     open.delete(key);
     open.set(key, conn);
   };
-  const closeIdle = (): boolean => {
-    for (const answered of [true, false]) {
-      for (const [key, conn] of open) {
-        if (conn.inFlight > 0 || conn.answered !== answered) continue;
-        open.delete(key);
-        conn.socket.destroy();
-        dropped.closed++;
-        return true;
+  // The idle connection to close for a newcomer: of `address` only when given (and then not
+  // one still on its way to its first request: an address's new connections do not churn its
+  // own handshakes), else of the address holding the most; answered before not yet answered;
+  // least recently used first.
+  const victim = (address?: string): [string, Connection] | undefined => {
+    let best: [string, Connection] | undefined;
+    for (const entry of open) {
+      const conn = entry[1];
+      if (conn.inFlight > 0) continue;
+      if (address !== undefined && (conn.address !== address || !conn.answered)) continue;
+      if (!best) {
+        best = entry;
+        continue;
       }
+      const [, b] = best;
+      const more = count(conn.address) - count(b.address);
+      if (more > 0 || (more === 0 && conn.answered && !b.answered)) best = entry;
     }
-    return false;
+    return best;
+  };
+  const makeRoom = (address: string): boolean => {
+    let chosen: [string, Connection] | undefined;
+    if (count(address) >= caps.perAddress) chosen = victim(address);
+    else if (open.size >= caps.max) chosen = victim();
+    else return true;
+    if (!chosen) return false;
+    forget(chosen[0], chosen[1]);
+    chosen[1].socket.destroy();
+    dropped.closed++;
+    return true;
   };
   const warn = () => {
     const now = Date.now();
     if (now - dropped.warnedAt < WARN_EVERY_MS) return;
-    log.warn({ max_connections: maxConnections, closed_idle: dropped.closed, refused: dropped.refused }, 'API connection limit reached');
+    log.warn({ max_connections: caps.max, per_address: caps.perAddress, closed_idle: dropped.closed, refused: dropped.refused }, 'API connection limit reached');
     dropped.warnedAt = now;
   };
 
   server.on('connection', (socket: Socket) => {
     const key = keyOf(socket);
-    if (key === undefined) {
+    const address = socket.remoteAddress;
+    if (key === undefined || address === undefined) {
       socket.destroy();
       return;
     }
-    if (open.size >= maxConnections) {
-      const room = closeIdle();
-      if (!room) dropped.refused++;
+    const before = dropped.closed;
+    if (!makeRoom(address)) {
+      dropped.refused++;
       warn();
-      if (!room) {
-        socket.destroy();
-        return;
-      }
+      socket.destroy();
+      return;
     }
-    const conn: Connection = { socket, inFlight: 0, answered: false };
+    if (dropped.closed !== before) warn();
+    const conn: Connection = { socket, address, inFlight: 0, answered: false };
     open.set(key, conn);
-    socket.once('close', () => {
-      if (open.get(key) === conn) open.delete(key);
-    });
+    perAddress.set(address, count(address) + 1);
+    socket.once('close', () => forget(key, conn));
   });
 
   return {
@@ -112,6 +150,7 @@ export function trackConnections(server: Server, maxConnections: number, log: Lo
     closeAll() {
       for (const conn of open.values()) conn.socket.destroy();
       open.clear();
+      perAddress.clear();
     },
   };
 }

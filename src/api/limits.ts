@@ -9,6 +9,8 @@
 export interface ApiLimits {
   /** Connections open at once, TLS handshakes included. */
   api_max_connections: number;
+  /** Connections open at once from one client address. */
+  api_max_connections_per_address: number;
   /** Requests being answered at once, waiting ones included. */
   api_max_requests: number;
   /** Seconds for the TLS handshake, and for each request's line and headers. */
@@ -21,6 +23,7 @@ export interface ApiLimits {
 
 export const DEFAULT_API_LIMITS: Readonly<ApiLimits> = Object.freeze({
   api_max_connections: 64,
+  api_max_connections_per_address: 16,
   api_max_requests: 32,
   api_header_timeout: 10,
   api_body_timeout: 120,
@@ -38,6 +41,7 @@ export function apiLimits(given: Partial<ApiLimits> = {}): ApiLimits {
   const pick = <K extends keyof ApiLimits>(key: K): ApiLimits[K] => given[key] ?? DEFAULT_API_LIMITS[key];
   return {
     api_max_connections: pick('api_max_connections'),
+    api_max_connections_per_address: pick('api_max_connections_per_address'),
     api_max_requests: pick('api_max_requests'),
     api_header_timeout: pick('api_header_timeout'),
     api_body_timeout: Math.max(pick('api_body_timeout'), pick('api_header_timeout')),

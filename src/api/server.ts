@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { AgentError } from '../errors.ts';
 import type { Logger } from '../log/index.ts';
-import { bodyPending, declaredLength, readBody, tooLarge } from './body.ts';
+import { declaredLength, discardRestOfBody, readBody, tooLarge } from './body.ts';
 import { trackConnections, type ConnectionTracker } from './connections.ts';
 import { errorResponse, faultBody, parserRejection, rawFaultReply, type ApiResponse } from './http-errors.ts';
 import { apiLimits, MAX_HEADER_BYTES, type ApiLimits } from './limits.ts';
@@ -39,6 +39,13 @@ export interface ApiServer {
 
 // Idle keep-alive connections close after this; the conductor reconnects as it needs.
 const KEEP_ALIVE_MS = 65_000;
+// Connections the kernel queues until the agent accepts them (capped by net.core.somaxconn):
+// Node's 511 overflows under a reconnecting flood, and a connection whose SYN is dropped then
+// waits for the client's retransmission, a second or more.
+const LISTEN_BACKLOG = 4096;
+// A client refused before its body was read may go on sending this long (or api_header_timeout,
+// if shorter) while it is thrown away, so that it gets to read the reply.
+const MAX_DISCARD_MS = 2000;
 
 function send(res: ServerResponse, response: ApiResponse): void {
   const body = JSON.stringify(response.body ?? null);
@@ -71,6 +78,8 @@ interface HandlerContext {
   connections: ConnectionTracker;
   /** The reply in progress on each socket, so a parser error does not write over it. */
   replying: WeakMap<Duplex, ServerResponse>;
+  /** How long the rest of a body that came too late for its reply is read and thrown away. */
+  discardMs: number;
   secure: boolean;
   log: Logger;
 }
@@ -107,7 +116,7 @@ function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: ServerR
       } catch (err) {
         response = errorResponse(err, ctx.log);
       }
-      if (bodyPending(req)) response = { ...response, headers: { ...response.headers, connection: 'close' } };
+      discardRestOfBody(req, res, ctx.discardMs);
       if (!res.headersSent && !res.destroyed && !req.socket.destroyed) send(res, response);
       // The query string carries agent_token: log the path only.
       ctx.log.debug({ method: req.method, path: loggablePath(req.url ?? ''), status: response.status, ms: Math.round(performance.now() - started) }, 'request');
@@ -129,13 +138,13 @@ function listen(server: Server, options: ServerOptions): Promise<void> {
     const onError = (err: NodeJS.ErrnoException) => {
       // `::` on a host without IPv6 falls back to all IPv4 addresses, as IPA does.
       if (options.host === '::' && (err.code === 'EAFNOSUPPORT' || err.code === 'EADDRNOTAVAIL')) {
-        server.listen(options.port, '0.0.0.0', resolve);
+        server.listen({ port: options.port, host: '0.0.0.0', backlog: LISTEN_BACKLOG }, resolve);
         return;
       }
       reject(new AgentError('API_LISTEN_FAILED', `Cannot listen on ${options.host}:${options.port}: ${err.message}`, { cause: err }));
     };
     server.once('error', onError);
-    server.listen(options.port, options.host, () => {
+    server.listen({ port: options.port, host: options.host, backlog: LISTEN_BACKLOG }, () => {
       server.off('error', onError);
       resolve();
     });
@@ -153,8 +162,9 @@ export async function startApiServer(options: ServerOptions): Promise<ApiServer>
       handshakeTimeout: serverOptions.headersTimeout!,
     })
     : createHttpServer(serverOptions);
-  const connections = trackConnections(server, limits.api_max_connections, log);
-  const ctx: HandlerContext = { options, limits, connections, replying: new WeakMap(), secure, log };
+  const connections = trackConnections(server, { max: limits.api_max_connections, perAddress: limits.api_max_connections_per_address }, log);
+  const discardMs = Math.min(MAX_DISCARD_MS, serverOptions.headersTimeout!);
+  const ctx: HandlerContext = { options, limits, connections, replying: new WeakMap(), discardMs, secure, log };
   const handler = createHandler(ctx);
   server.on('request', handler);
   // Registered, so Node leaves `100 Continue` to readBody: sent only once the token was checked.

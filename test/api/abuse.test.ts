@@ -88,16 +88,23 @@ async function waitingConnections(s: Started, count: number): Promise<RawConnect
   return conns;
 }
 
-async function keptAlive(port: number, tls = false): Promise<RawConnection> {
-  const conn = await connectRaw(port, { tls });
+async function keptAlive(port: number, tls = false, localAddress?: string): Promise<RawConnection> {
+  const conn = await connectRaw(port, { tls, ...(localAddress ? { localAddress } : {}) });
   conn.write('GET /v1/status HTTP/1.1\r\nHost: agent\r\n\r\n');
   assert.equal((await conn.reply()).status, 200);
   return conn;
 }
 
+// A keep-alive connection from 127.0.0.2 (the conductor's address, used least recently of all),
+// then three from 127.0.0.1.
+async function conductorThenThree(port: number): Promise<[RawConnection, RawConnection, RawConnection, RawConnection]> {
+  const conductor = await keptAlive(port, false, '127.0.0.2');
+  return [conductor, await keptAlive(port), await keptAlive(port), await keptAlive(port)];
+}
+
 describe('API server: bodies, deadlines and malformed requests', () => {
-  it('checks the token before reading a body: 401 at once, the connection closed, the declared 100 MiB never read', async (t) => {
-    const s = await start(t);
+  it('checks the token before reading a body: 401 at once; the rest is thrown away, a client still sending is cut off', async (t) => {
+    const s = await start(t, { api_header_timeout: 0.3 });
     const conn = await connectRaw(s.port);
     t.after(() => conn.destroy());
     conn.write(post('agent_token=wrong', 'Content-Length: 104857600\r\n'));
@@ -105,23 +112,39 @@ describe('API server: bodies, deadlines and malformed requests', () => {
     const reply = await conn.reply();
     assert.equal(reply.status, 401);
     assert.equal(fault(reply).faultstring, '401 Unauthorized: Token invalid.');
-    assert.equal(reply.headers['connection'], 'close');
     await conn.closed();
   });
 
+  it('a client refused before its body was read that finishes sending reads the reply and keeps its connection', async (t) => {
+    const s = await start(t, { api_header_timeout: 0.3 });
+    const conn = await connectRaw(s.port);
+    t.after(() => conn.destroy());
+    conn.write(post('agent_token=wrong', `Content-Length: ${2 ** 20}\r\n`));
+    conn.write(Buffer.alloc(2 ** 20, 0x20));
+    assert.equal((await conn.reply()).status, 401);
+    await new Promise((r) => setTimeout(r, 500));
+    conn.write(`GET /v1/commands/?${Q} HTTP/1.1\r\nHost: agent\r\n\r\n`);
+    assert.equal((await conn.reply()).status, 200);
+  });
+
   it('does not send 100 Continue before the token is checked', async (t) => {
-    const s = await start(t);
-    const reply = await rawRequest(s.port, post('agent_token=wrong', 'Content-Length: 1048576\r\nExpect: 100-continue\r\n'));
-    assert.equal(reply.status, 401);
-    assert.ok(reply.closedAfter);
+    const s = await start(t, { api_header_timeout: 0.3 });
+    const conn = await connectRaw(s.port);
+    t.after(() => conn.destroy());
+    conn.write(post('agent_token=wrong', 'Content-Length: 1048576\r\nExpect: 100-continue\r\n'));
+    assert.equal((await conn.reply()).status, 401);
+    await conn.closed();
   });
 
   it('refuses an oversized Content-Length from the headers with 413, body unsent', async (t) => {
-    const s = await start(t, {}, { maxBodyBytes: 4096 });
-    const reply = await rawRequest(s.port, post(Q, 'Content-Length: 1048576\r\n'));
+    const s = await start(t, { api_header_timeout: 0.3 }, { maxBodyBytes: 4096 });
+    const conn = await connectRaw(s.port);
+    t.after(() => conn.destroy());
+    conn.write(post(Q, 'Content-Length: 1048576\r\n'));
+    const reply = await conn.reply();
     assert.equal(reply.status, 413);
     assert.match(fault(reply).faultstring, /exceeds the limit of 4096 bytes/);
-    assert.ok(reply.closedAfter);
+    await conn.closed();
   });
 
   it('answers a JSON 408 and closes when headers do not arrive within api_header_timeout', async (t) => {
@@ -231,6 +254,39 @@ describe('API server: connections and requests in flight', () => {
     s.release();
     for (const conn of waiting) assert.equal((await conn.reply()).status, 200);
     (await keptAlive(s.port)).destroy();
+  });
+
+  it('an address beyond api_max_connections_per_address takes the place of its own answered idle connections only', async (t) => {
+    const s = await start(t, { api_max_connections: 10, api_max_connections_per_address: 2 });
+    const [conductor, a1, a2, a3] = await conductorThenThree(s.port);
+    const conns = [conductor, a1, a2, a3];
+    t.after(() => { for (const c of conns) c.destroy(); });
+    await a1.closed();
+    const fresh = await connectRaw(s.port); // takes a2's place, then sends nothing
+    conns.push(fresh);
+    await a2.closed();
+    const fresh2 = await connectRaw(s.port); // takes a3's place
+    conns.push(fresh2);
+    await a3.closed();
+    // Only connections on their way to a first request are left to 127.0.0.1: a newcomer does not
+    // take their place but is refused.
+    const refused = await connectRaw(s.port);
+    conns.push(refused);
+    await refused.closed();
+    fresh.write('GET /v1/status HTTP/1.1\r\nHost: agent\r\n\r\n');
+    assert.equal((await fresh.reply()).status, 200);
+    conductor.write('GET /v1/status HTTP/1.1\r\nHost: agent\r\n\r\n');
+    assert.equal((await conductor.reply()).status, 200, 'the other address kept its connection');
+  });
+
+  it('at api_max_connections the address holding the most connections gives way', async (t) => {
+    const s = await start(t, { api_max_connections: 4, api_max_connections_per_address: 3 });
+    const [conductor, a1, a2, a3] = await conductorThenThree(s.port);
+    const second = await keptAlive(s.port, false, '127.0.0.2');
+    t.after(() => { for (const c of [conductor, a1, a2, a3, second]) c.destroy(); });
+    await a1.closed();
+    conductor.write('GET /v1/status HTTP/1.1\r\nHost: agent\r\n\r\n');
+    assert.equal((await conductor.reply()).status, 200);
   });
 
   it('caps connections over TLS too (TLS sockets are matched to their TCP connection)', async (t) => {

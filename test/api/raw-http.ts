@@ -40,11 +40,17 @@ function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise
   return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }
 
-/** Connects to 127.0.0.1:`port` (TLS without verification when `tls`), once connected or handshaken. */
-export async function connectRaw(port: number, options: { tls?: boolean } = {}): Promise<RawConnection> {
-  const socket: Socket = options.tls
-    ? connectTls({ host: '127.0.0.1', port, rejectUnauthorized: false })
-    : connectTcp({ host: '127.0.0.1', port });
+export interface RawOptions {
+  /** TLS without verification. */
+  tls?: boolean;
+  /** Source address, another loopback address (127.0.0.2) for a second client. */
+  localAddress?: string;
+}
+
+/** Connects to 127.0.0.1:`port`, once connected or handshaken. */
+export async function connectRaw(port: number, options: RawOptions = {}): Promise<RawConnection> {
+  const where = { host: '127.0.0.1', port, ...(options.localAddress ? { localAddress: options.localAddress } : {}) };
+  const socket: Socket = options.tls ? connectTls({ ...where, rejectUnauthorized: false }) : connectTcp(where);
   await new Promise<void>((resolve, reject) => {
     socket.once(options.tls ? 'secureConnect' : 'connect', () => resolve());
     socket.once('error', reject);
@@ -67,24 +73,27 @@ export async function connectRaw(port: number, options: { tls?: boolean } = {}):
     buffered = buffered.subarray(end + 4 + length);
     return { status, headers, body };
   };
-  const until = <T>(check: () => T | undefined, ms: number, what: string) => withDeadline(new Promise<T>((resolve, reject) => {
-    const attempt = () => {
-      let value: T | undefined;
-      try {
-        value = check();
-      } catch (err) {
-        waiters.delete(attempt);
-        reject(err as Error);
-        return;
-      }
-      if (value !== undefined) {
-        waiters.delete(attempt);
+  // Waits until `check` returns a value; several waits (a reply, the close) may run at once.
+  const until = <T>(check: () => T | undefined, ms: number, what: string) => {
+    let attempt: (() => void) | undefined;
+    return withDeadline(new Promise<T>((resolve, reject) => {
+      attempt = () => {
+        let value: T | undefined;
+        try {
+          value = check();
+        } catch (err) {
+          waiters.delete(attempt!);
+          reject(err as Error);
+          return;
+        }
+        if (value === undefined) return;
+        waiters.delete(attempt!);
         resolve(value);
-      }
-    };
-    waiters.add(attempt);
-    attempt();
-  }), ms, what).finally(() => waiters.clear());
+      };
+      waiters.add(attempt);
+      attempt();
+    }), ms, what).finally(() => { if (attempt) waiters.delete(attempt); });
+  };
 
   return {
     socket,
@@ -103,7 +112,7 @@ export async function connectRaw(port: number, options: { tls?: boolean } = {}):
  * One request on a fresh connection: its reply, and whether the server closed the connection
  * after a reply that said `Connection: close` (false at once for any other reply).
  */
-export async function rawRequest(port: number, request: string | Buffer, options: { tls?: boolean; ms?: number } = {}): Promise<RawReply & { closedAfter: boolean }> {
+export async function rawRequest(port: number, request: string | Buffer, options: RawOptions & { ms?: number } = {}): Promise<RawReply & { closedAfter: boolean }> {
   const conn = await connectRaw(port, options);
   try {
     conn.write(request);
