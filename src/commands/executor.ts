@@ -116,35 +116,7 @@ export class CommandExecutor {
     const log = this.#log.child({ command: name, commandId: record.id });
     log.info('command started');
 
-    const run = async () => {
-      try {
-        const value = await def.run(parsed.data, {
-          signal: record.abort.signal,
-          log,
-          journal,
-          reportProgress: (progress) => {
-            record.progress = { ...progress, at: new Date().toISOString() };
-            log.info({ progress: record.progress }, 'progress');
-            this.#options.onProgress?.(name, record.progress);
-          },
-        });
-        record.result = wrapResult(def.mode, method, value);
-        record.status = 'SUCCEEDED';
-        log.info('command succeeded');
-      } catch (err) {
-        const agentError = toAgentError(err);
-        record.status = agentError.code === 'VERSION_MISMATCH' ? 'CLEAN_VERSION_MISMATCH' : 'FAILED';
-        record.error = toWireError(agentError);
-        record.result = null;
-        log.error({ err: agentError, details: agentError.details }, 'command failed');
-      } finally {
-        record.progress = undefined;
-        // A command the agent stopped keeps its entry: the next start reports it as interrupted.
-        if (journal && (record.stopped === undefined || record.status === 'SUCCEEDED')) this.#options.journal?.end();
-        resolveDone();
-        this.#options.onFinished?.(this.#toWire(record));
-      }
-    };
+    const run = () => this.#run(def, parsed.data, record, log, resolveDone);
     if (def.mode === 'sync') {
       // Sync commands finish before the POST answers; the caller awaits `wait()`.
       void run();
@@ -152,6 +124,37 @@ export class CommandExecutor {
       setImmediate(() => void run());
     }
     return { result: this.#toWire(record), sync: def.mode === 'sync' };
+  }
+
+  async #run(def: CommandDefinition, params: unknown, record: CommandRecord, log: Logger, resolveDone: () => void): Promise<void> {
+    const { journal } = record;
+    try {
+      const value = await def.run(params, {
+        signal: record.abort.signal,
+        log,
+        journal,
+        reportProgress: (progress) => {
+          record.progress = { ...progress, at: new Date().toISOString() };
+          log.info({ progress: record.progress }, 'progress');
+          this.#options.onProgress?.(record.fullName, record.progress);
+        },
+      });
+      record.result = wrapResult(def.mode, record.method, value);
+      record.status = 'SUCCEEDED';
+      log.info('command succeeded');
+    } catch (err) {
+      const agentError = toAgentError(err);
+      record.status = agentError.code === 'VERSION_MISMATCH' ? 'CLEAN_VERSION_MISMATCH' : 'FAILED';
+      record.error = toWireError(agentError);
+      record.result = null;
+      log.error({ err: agentError, details: agentError.details }, 'command failed');
+    } finally {
+      record.progress = undefined;
+      // A command the agent stopped keeps its entry: the next start reports it as interrupted.
+      if (journal && (record.stopped === undefined || record.status === 'SUCCEEDED')) this.#options.journal?.end();
+      resolveDone();
+      this.#options.onFinished?.(this.#toWire(record));
+    }
   }
 
   list(): WireCommandResult[] {
