@@ -25,7 +25,7 @@ import { writeArtifactToTarget, type WriteArtifactOptions, type WriteProgress } 
 export interface WriteImageDeps extends DiskFinishDeps {
   runner: CommandRunner;
   oci: OciClient;
-  config: Pick<Config, 'disk_wait_attempts' | 'disk_wait_delay' | 'include_loop_devices' | 'insecure' | 'ca_file'>;
+  config: Pick<Config, 'disk_wait_attempts' | 'disk_wait_delay' | 'include_loop_devices' | 'insecure' | 'ca_file'> & Partial<Pick<Config, 'state_dir'>>;
   /** The node from lookup, for `standby.prepare_image` (which is sent without one). */
   getNode?: (() => Promise<NodeInfo | undefined>) | undefined;
   /** IPA's `md5_enabled` (default false): accept a legacy MD5 `checksum`. */
