@@ -72,3 +72,64 @@ export async function checkAdmission(input: AdmissionInput): Promise<AdmissionRe
   }
   return result;
 }
+
+export const CONTAINER_STORAGE_MODES = ['auto', 'memory', 'disk'] as const;
+export type ContainerStorageMode = (typeof CONTAINER_STORAGE_MODES)[number];
+
+export interface StorageChoiceInput extends AdmissionInput {
+  mode: ContainerStorageMode;
+  chosenBy: 'option' | 'instance_info';
+}
+
+export interface StorageChoice {
+  mode: 'memory' | 'disk';
+  chosen_by: 'auto' | 'option' | 'instance_info';
+  /** Why auto chose the disk: the memory admission's refusal. */
+  reason?: string;
+  /** disk: the scratch area the image, podman's staging and bootc's temporary files need. */
+  scratch_bytes?: number;
+  admission: AdmissionResult;
+}
+
+/**
+ * What a scratch area on the target disk must hold: the unpacked image and one compressed copy
+ * (staged blobs), plus a tenth for filesystem overhead and 1 GiB for bootc's own temporary files.
+ */
+export function scratchBytesFor(compressedBytes: number, unpackedBytes: number): number {
+  return Math.ceil(((unpackedBytes + compressedBytes) * 1.1 + 1024 * MiB) / MiB) * MiB;
+}
+
+/**
+ * Where container storage goes, with the admission numbers. memory: `checkAdmission` as before.
+ * disk: only the headroom must fit in memory. auto: memory when it is admitted, else disk (the
+ * memory refusal is kept as the reason).
+ */
+export async function chooseContainerStorage(input: StorageChoiceInput): Promise<StorageChoice> {
+  const chosenBy = input.mode === 'auto' ? 'auto' : input.chosenBy;
+  let reason: string | undefined;
+  if (input.mode !== 'disk') {
+    try {
+      return { mode: 'memory', chosen_by: chosenBy, admission: await checkAdmission(input) };
+    } catch (err) {
+      if (input.mode === 'memory' || !(err instanceof AgentError) || (err.code !== 'INSUFFICIENT_SPACE' && err.code !== 'INSUFFICIENT_MEMORY')) throw err;
+      reason = err.message;
+    }
+  }
+  const unpacked = input.unpackedBytes ?? input.compressedBytes * 3;
+  const headroom = input.headroomBytes ?? 256 * MiB;
+  const memAvailable = await (input.memAvailable ?? readMemAvailable)();
+  const scratch = scratchBytesFor(input.compressedBytes, unpacked);
+  const admission: AdmissionResult = {
+    compressed_bytes: input.compressedBytes,
+    estimated_unpacked_bytes: unpacked,
+    storage_free_bytes: scratch,
+    storage_memory_backed: false,
+    mem_available_bytes: memAvailable,
+    needed_storage_bytes: unpacked + input.compressedBytes,
+    needed_memory_bytes: headroom,
+  };
+  if (memAvailable < headroom) {
+    throw new AgentError('INSUFFICIENT_MEMORY', `The ramdisk has ${fmt(memAvailable)} of memory available but the deploy needs about ${fmt(headroom)} even with container storage on the target disk`, { details: { ...admission } });
+  }
+  return { mode: 'disk', chosen_by: chosenBy, ...(reason ? { reason } : {}), scratch_bytes: scratch, admission };
+}

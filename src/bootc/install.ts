@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { AgentError, isAgentError } from '../errors.ts';
 import { formatName, type ImageInspection } from '../oci/index.ts';
 import type { BootcFeatures } from './bootc-version.ts';
-import { buildInstallArgs, INJECT_MOUNT, luksDropInToml } from './podman-args.ts';
+import { buildInstallArgs, INJECT_MOUNT, luksDropInToml, type ContainerStore } from './podman-args.ts';
 import { bootcMilestone } from './progress.ts';
 import type { BootcDeployRequest, Filesystem } from './request.ts';
 import type { BootcStepDeps } from './deps.ts';
@@ -45,6 +45,7 @@ export interface InstallPlan {
   selinuxEnabled: boolean;
   hostHasRunUdev: boolean;
   features: BootcFeatures;
+  store?: ContainerStore | undefined;
 }
 
 export function installArgs(request: BootcDeployRequest, plan: InstallPlan): string[] {
@@ -63,6 +64,7 @@ export function installArgs(request: BootcDeployRequest, plan: InstallPlan): str
     selinuxEnabled: plan.selinuxEnabled,
     hostHasRunUdev: plan.hostHasRunUdev,
     features: plan.features,
+    store: plan.store,
   });
 }
 

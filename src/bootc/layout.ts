@@ -16,6 +16,8 @@ export interface LayoutInput {
   composefs?: boolean;
   /** Smallest root partition we accept. */
   minRootMiB?: number;
+  /** Container storage on the disk: a scratch area of this many bytes below the config drive. */
+  scratchBytes?: number | undefined;
 }
 
 export interface LayoutPlan {
@@ -23,7 +25,13 @@ export interface LayoutPlan {
   rootMiB: number;
   reserveMiB: number;
   parts: Record<string, number>;
+  /** Where the scratch area goes (bytes from the disk's start), when one was asked for. */
+  scratch?: { offsetBytes: number; sizeBytes: number };
 }
+
+// Between the root partition bootc creates and the scratch: whatever bootc rounds its sizes to,
+// its root cannot reach the scratch.
+export const SCRATCH_GAP_MiB = 16;
 
 export function planLayout(input: LayoutInput): LayoutPlan {
   const diskMiB = Math.floor(input.diskBytes / MiB);
@@ -41,12 +49,19 @@ export function planLayout(input: LayoutInput): LayoutPlan {
     tail_slack: 2,
   };
   const reserveMiB = Object.values(parts).reduce((a, b) => a + b, 0);
-  const rootMiB = diskMiB - reserveMiB;
+  const scratchMiB = input.scratchBytes ? Math.ceil(input.scratchBytes / MiB) : 0;
+  const besidesRoot = reserveMiB + (scratchMiB ? scratchMiB + SCRATCH_GAP_MiB : 0);
+  const rootMiB = diskMiB - besidesRoot;
   const minRoot = input.minRootMiB ?? 1024;
   if (rootMiB < minRoot) {
-    throw new AgentError('DISK_TOO_SMALL', `Disk of ${diskMiB} MiB is too small: the layout needs ${reserveMiB} MiB besides a root partition of at least ${minRoot} MiB`, {
-      details: { disk_mib: diskMiB, reserve_mib: reserveMiB, min_root_mib: minRoot, parts },
+    const scratchText = scratchMiB ? ` and a container-storage scratch area of ${scratchMiB} MiB (+${SCRATCH_GAP_MiB} MiB gap)` : '';
+    throw new AgentError('DISK_TOO_SMALL', `Disk of ${diskMiB} MiB is too small: the layout needs ${reserveMiB} MiB${scratchText} besides a root partition of at least ${minRoot} MiB`, {
+      details: { disk_mib: diskMiB, reserve_mib: reserveMiB, min_root_mib: minRoot, parts, ...(scratchMiB ? { scratch_mib: scratchMiB, scratch_gap_mib: SCRATCH_GAP_MiB } : {}) },
     });
   }
-  return { diskMiB, rootMiB, reserveMiB, parts };
+  if (!scratchMiB) return { diskMiB, rootMiB, reserveMiB, parts };
+  // The scratch ends where the config drive's reserve begins (counted from the disk's end).
+  const tailMiB = parts.config_drive! + parts.tail_slack!;
+  const scratch = { offsetBytes: (diskMiB - tailMiB - scratchMiB) * MiB, sizeBytes: scratchMiB * MiB };
+  return { diskMiB, rootMiB, reserveMiB, parts, scratch };
 }

@@ -19,6 +19,25 @@ export function buildPullArgs(imageRef: string, authFile: string | undefined, si
   return ['pull', ...(authFile ? ['--authfile', authFile] : []), ...(signaturePolicy ? ['--signature-policy', signaturePolicy] : []), '--', imageRef];
 }
 
+/**
+ * Container storage outside the host's default (the scratch area on the target disk): every
+ * podman call of the step names it, and the install container sees it at the default paths.
+ */
+export interface ContainerStore {
+  /** Bind-mounted as the install's /var/lib/containers; `<it>/storage` is the graph root. */
+  containersDir: string;
+  /** podman's run root and libpod temporary directory go below it. */
+  runDir: string;
+  /** Blob staging of the pull (TMPDIR) and the install's /var/tmp. */
+  tmpDir: string;
+}
+
+/** podman's global options for a store (none for the host's default storage). */
+export function storeArgs(store: ContainerStore | undefined): string[] {
+  if (!store) return [];
+  return ['--root', `${store.containersDir}/storage`, '--runroot', `${store.runDir}/storage`, '--tmpdir', `${store.runDir}/libpod`];
+}
+
 /** The policy of a pull whose signatures the agent verified (see buildPullArgs). */
 export const VERIFIED_PULL_POLICY = '{"default":[{"type":"insecureAcceptAnything"}]}\n';
 
@@ -53,15 +72,18 @@ export interface InstallArgsInput {
   selinuxEnabled: boolean;
   hostHasRunUdev: boolean;
   features: BootcFeatures;
+  /** Storage outside the host's default (see ContainerStore). */
+  store?: ContainerStore | undefined;
 }
 
 export function buildInstallArgs(input: InstallArgsInput): string[] {
   const podman = [
+    ...storeArgs(input.store),
     'run', '--rm', '--name', input.containerName,
     '--privileged', '--pid=host', '--ipc=host', '--net=none', '--pull=never',
     '-v', '/dev:/dev',
-    '-v', '/var/lib/containers:/var/lib/containers',
-    '-v', '/var/tmp:/var/tmp',
+    '-v', `${input.store?.containersDir ?? '/var/lib/containers'}:/var/lib/containers`,
+    '-v', `${input.store?.tmpDir ?? '/var/tmp'}:/var/tmp`,
     ...(input.hostHasRunUdev ? ['-v', '/run/udev:/run/udev'] : []),
     ...(input.injectDir ? ['-v', `${input.injectDir}:${INJECT_MOUNT}:ro`] : []),
     ...(input.luksDropIn ? ['-v', `${input.luksDropIn}:${LUKS_DROPIN_TARGET}:ro`] : []),

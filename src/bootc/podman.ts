@@ -12,7 +12,7 @@ import type { CommandRunner } from '../exec/index.ts';
 import { tailOf } from '../exec/index.ts';
 import type { Logger } from '../log/index.ts';
 import { parseBootcVersion, type BootcVersion } from './bootc-version.ts';
-import { buildProbeArgs, buildPullArgs, VERIFIED_PULL_POLICY } from './podman-args.ts';
+import { buildProbeArgs, buildPullArgs, storeArgs, VERIFIED_PULL_POLICY, type ContainerStore } from './podman-args.ts';
 import { createPullTracker, type LayerInfo, type PullProgress } from './progress.ts';
 
 export interface PodmanDeps {
@@ -25,6 +25,8 @@ export interface PodmanDeps {
    * (default 5000; podman 4.3 has no --retry-delay of its own).
    */
   retryDelayMs?: number;
+  /** Storage outside the host's default (the scratch area on the target disk). */
+  store?: ContainerStore | undefined;
 }
 
 export function uniqueName(prefix: string): string {
@@ -66,8 +68,10 @@ export async function pullImage(deps: PodmanDeps, input: {
     try {
       if (authFile) await writeFile(authFile, input.authJson!, { mode: 0o600, flag: 'wx' });
       if (policyFile) await writeFile(policyFile, VERIFIED_PULL_POLICY, { mode: 0o600, flag: 'wx' });
-      await deps.runner.run('podman', ['--log-level=debug', ...buildPullArgs(input.imageRef, authFile, policyFile)], {
+      await deps.runner.run('podman', ['--log-level=debug', ...storeArgs(deps.store), ...buildPullArgs(input.imageRef, authFile, policyFile)], {
         signal: input.signal,
+        // c/common stages blobs in $TMPDIR before image_copy_tmp_dir (/var/tmp): on the store's disk
+        ...(deps.store ? { env: { TMPDIR: deps.store.tmpDir } } : {}),
         onStderrLine: (line) => {
           const p = tracker.feed(line);
           if (p) input.onProgress(p);
@@ -106,7 +110,7 @@ export interface ProbeResult {
  */
 export async function probeBootc(deps: PodmanDeps, imageRef: string, name: string, signal: AbortSignal): Promise<ProbeResult> {
   try {
-    const result = await deps.runner.run('podman', buildProbeArgs(imageRef, name), { signal, timeoutMs: 120_000 });
+    const result = await deps.runner.run('podman', [...storeArgs(deps.store), ...buildProbeArgs(imageRef, name)], { signal, timeoutMs: 120_000 });
     const [versionLine, ...rest] = result.stdout.split('\n');
     return { version: parseBootcVersion(versionLine ?? ''), installConfig: rest.join('\n') };
   } catch (err) {
@@ -123,7 +127,7 @@ export async function probeBootc(deps: PodmanDeps, imageRef: string, name: strin
 /** Removes a container we started, by its name; a missing container is fine. */
 export async function removeContainer(deps: PodmanDeps, name: string): Promise<void> {
   try {
-    await deps.runner.run('podman', ['rm', '--force', '--ignore', '--', name], { timeoutMs: 60_000 });
+    await deps.runner.run('podman', [...storeArgs(deps.store), 'rm', '--force', '--ignore', '--', name], { timeoutMs: 60_000 });
   } catch (err) {
     deps.log.warn({ err, container: name }, 'could not remove container');
   }

@@ -11,6 +11,7 @@ import { registryAuth, type RegistryAuth } from '../deploy/pull-secret.ts';
 import { parseRootDeviceHints, rootDeviceSelectionFromNode, type RootDeviceSelection } from '../disk/index.ts';
 import { AgentError } from '../errors.ts';
 import { parseReference, type ImageReference } from '../oci/index.ts';
+import { CONTAINER_STORAGE_MODES, type ContainerStorageMode } from './admission.ts';
 
 export const FILESYSTEMS = ['xfs', 'ext4', 'btrfs'] as const;
 export type Filesystem = (typeof FILESYSTEMS)[number];
@@ -31,6 +32,8 @@ export interface BootcDeployRequest {
   kargs: string[];
   targetImgref: string | undefined;
   filesystem: Filesystem | undefined;
+  /** `bootc_container_storage`: where podman's storage goes for this node (overrides the agent option). */
+  containerStorage: ContainerStorageMode | undefined;
 }
 
 const StepArgs = z.looseObject({
@@ -129,6 +132,10 @@ export function parseBootcDeployRequest(
   if (target !== undefined && target !== null && (typeof target !== 'string' || !/^[a-z0-9][^\s]*$/i.test(target.replace(/^oci:\/\//, '')))) {
     invalid('bootc_target_imgref', 'expected an image reference such as registry.example/os:stable');
   }
+  const storage = ii.bootc_container_storage;
+  if (storage !== undefined && storage !== null && !CONTAINER_STORAGE_MODES.includes(storage as ContainerStorageMode)) {
+    invalid('bootc_container_storage', `expected one of ${CONTAINER_STORAGE_MODES.join(', ')}, got ${JSON.stringify(storage)}`);
+  }
   const image = parseReference(parsed.data.image_source);
   const rootDevice = rootDeviceSelectionFromNode(node);
   parseRootDeviceHints(rootDevice.root_device);
@@ -144,5 +151,6 @@ export function parseBootcDeployRequest(
     kargs: parseKargs(ii.bootc_kargs),
     targetImgref: typeof target === 'string' ? target.replace(/^oci:\/\//, '') : undefined,
     filesystem: (filesystem ?? undefined) as Filesystem | undefined,
+    containerStorage: (storage ?? undefined) as ContainerStorageMode | undefined,
   };
 }

@@ -14,15 +14,16 @@ import { disposeConfigDrive, preloadConfigDrive } from '../deploy/configdrive.ts
 import { finishInstalledDisk } from '../deploy/finish.ts';
 import { runPhasedStep, type StepRun } from '../deploy/phased-step.ts';
 import { reportSignatures, signaturesResult } from '../deploy/signatures.ts';
-import { describePartitions, freeTailBytes } from '../disk/index.ts';
+import { createScratch, describePartitions, freeTailBytes, type Scratch } from '../disk/index.ts';
 import { AgentError } from '../errors.ts';
 import type { ImageInspection } from '../oci/index.ts';
-import { checkAdmission } from './admission.ts';
+import { chooseContainerStorage, type StorageChoice } from './admission.ts';
 import { podmanAuthJson } from './auth-file.ts';
 import { bootcFeatures } from './bootc-version.ts';
 import type { BootcStepDeps } from './deps.ts';
 import { prepareInjectDir, runInstall, targetImgrefOf, type InstallPlan } from './install.ts';
-import { planLayout } from './layout.ts';
+import { growRoot, type RootGrowth } from './grow-root.ts';
+import { planLayout, type LayoutPlan } from './layout.ts';
 import { probeBootc, pullImage, removeContainer, uniqueName, type PodmanDeps } from './podman.ts';
 import { parseBootcDeployRequest, type BootcDeployRequest } from './request.ts';
 import { resolveImage, startEarlyWork, type EarlyWork } from './resolve.ts';
@@ -63,6 +64,7 @@ interface Held {
   injectDir?: string;
   configDrive?: Promise<LoadedConfigDrive | null>;
   image?: Promise<ImageInspection>;
+  scratch?: Scratch;
 }
 
 export async function runBootcInstall(deps: BootcStepDeps, args: Record<string, unknown>, ctx: StepContext): Promise<Record<string, unknown>> {
@@ -79,12 +81,16 @@ export async function runBootcInstall(deps: BootcStepDeps, args: Record<string, 
       const early = held.early = startEarlyWork(deps, request, run.log, run.signal);
       const podman: PodmanDeps = { runner: deps.runner, log: run.log, secretsDir: join(deps.config.state_dir, 'secrets'), ...(deps.retryDelayMs === undefined ? {} : { retryDelayMs: deps.retryDelayMs }) };
       held.containers = stepContainers(podman);
+      // Journaled before either starts: an agent killed mid-deploy removes them when it restarts.
+      run.recordContainers(held.containers.install, held.containers.probe);
       held.configDrive = early.ahead(() => preloadConfigDrive(request.configdrive, deps.config, run, early.signal));
       held.image = early.ahead(() => resolveImage(deps, request, early, run.log));
       return await deploy(deps, run, request, podman, held);
-    }, async () => {
+    }, async (run) => {
       await held.early?.cancel();
       await held.containers?.removeAll();
+      // before the disk is wiped: the loop device holds it and the scratch is mounted
+      await held.scratch?.teardown().catch((err: unknown) => run.log.error({ err }, 'scratch teardown failed'));
     });
   } finally {
     if (held.injectDir) await rm(held.injectDir, { recursive: true, force: true });
@@ -101,16 +107,8 @@ async function deploy(deps: BootcStepDeps, run: StepRun<Phase>, request: BootcDe
   const image = await held.image!;
   reportSignatures(run, image.signatures);
 
-  run.enter('admission', 'checking memory and storage', { bytes_total: image.totalCompressedSize });
-  const admission = await checkAdmission({
-    compressedBytes: image.totalCompressedSize, unpackedBytes: image.totalUncompressedSize, storagePath: deps.storagePath ?? '/var/lib/containers',
-  });
-
-  run.enter('disk', 'choosing the target disk');
-  const { device } = await early.disk;
-  run.useDisk(device.name);
-  const layout = planLayout({ diskBytes: device.size, arch: deps.arch ?? machineArch(), tpm2Luks: request.tpm2Luks });
-  run.log.info({ device: device.name, size: device.size, root_mib: layout.rootMiB, reserve: layout.parts }, 'disk chosen');
+  const { storage, device, layout } = await admitAndPlace(deps, run, request, podman, held, image);
+  const admission = storage.admission;
 
   run.enter('pull', `pulling ${image.podmanReference}`, { bytes_done: 0, bytes_total: image.totalCompressedSize });
   const credentials = request.auth?.credentials;
@@ -139,12 +137,13 @@ async function deploy(deps: BootcStepDeps, run: StepRun<Phase>, request: BootcDe
   const plan: InstallPlan = {
     image, containerName: containers.install, device: device.name, rootMiB: layout.rootMiB,
     filesystem: request.filesystem ?? (installConfigFilesystem(probe.installConfig) ? undefined : 'xfs'),
-    injectDir, targetImgref: targetImgrefOf(request), selinuxEnabled: await early.selinuxEnabled, hostHasRunUdev, features,
+    injectDir, targetImgref: targetImgrefOf(request), selinuxEnabled: await early.selinuxEnabled, hostHasRunUdev, features, store: podman.store,
   };
   // From here on the disk is being written: a failure wipes it (nothing before this touched it).
   run.markWritten();
   await runInstall(deps, request, plan, { signal: run.signal, onStarted: () => void containers.removeProbe(), report: (m, extra) => run.report(m, extra) });
 
+  const growth = await releaseScratch(deps, run, held, layout, device.name);
   run.enter('verify', 'reading the partition table back');
   const [finished] = await Promise.all([finishInstalledDisk(deps, run, device.name, configDrive), containers.removeProbe()]);
 
@@ -157,7 +156,8 @@ async function deploy(deps: BootcStepDeps, run: StepRun<Phase>, request: BootcDe
     target_imgref: plan.targetImgref,
     device: device.name,
     bootc_version: probe.version.text,
-    root_size_mib: layout.rootMiB,
+    root_size_mib: growth?.root_grown_to_mib ?? layout.rootMiB,
+    container_storage: { ...storageReport(storage), ...(layout.scratch ? { scratch_offset: layout.scratch.offsetBytes, installed_root_mib: layout.rootMiB, ...growth } : {}) },
     partitions: describePartitions(finished.table),
     partition_uuids: finished.uuids,
     free_tail_bytes: freeTailBytes(finished.table, device.size),
@@ -165,4 +165,45 @@ async function deploy(deps: BootcStepDeps, run: StepRun<Phase>, request: BootcDe
     admission,
     timings_ms: run.timings(),
   };
+}
+
+function storageReport(storage: StorageChoice): Record<string, unknown> {
+  return { mode: storage.mode, chosen_by: storage.chosen_by, ...(storage.reason ? { reason: storage.reason } : {}), ...(storage.scratch_bytes ? { scratch_bytes: storage.scratch_bytes } : {}) };
+}
+
+/** Disk mode, after the install: the scratch's containers, mounts and loop device go, root grows over it. */
+async function releaseScratch(deps: BootcStepDeps, run: StepRun<Phase>, held: Held, layout: LayoutPlan, device: string): Promise<RootGrowth | undefined> {
+  if (!held.scratch || !layout.scratch) return undefined;
+  run.report('removing the container storage on the target disk');
+  await held.containers!.removeProbe();
+  await held.scratch.teardown();
+  const end = layout.scratch.offsetBytes + layout.scratch.sizeBytes;
+  const growth = await growRoot(deps.runner, device, end, { parentDir: join(deps.config.state_dir, 'scratch'), signal: run.signal, log: run.log });
+  run.report(growth.root_grown_to_mib === null ? `root left at ${layout.rootMiB} MiB: ${growth.not_grown_because ?? ''}` : `root grown to ${growth.root_grown_to_mib} MiB`, { ...growth });
+  return growth;
+}
+
+/** Admission, the disk, the layout and, in disk mode, the scratch area podman will use. */
+async function admitAndPlace(deps: BootcStepDeps, run: StepRun<Phase>, request: BootcDeployRequest, podman: PodmanDeps, held: Held, image: ImageInspection) {
+  run.enter('admission', 'checking memory and storage', { bytes_total: image.totalCompressedSize });
+  const storage = await chooseContainerStorage({
+    compressedBytes: image.totalCompressedSize, unpackedBytes: image.totalUncompressedSize, storagePath: deps.storagePath ?? '/var/lib/containers',
+    mode: request.containerStorage ?? deps.config.container_storage ?? 'auto', chosenBy: request.containerStorage ? 'instance_info' : 'option',
+    ...(deps.memAvailable ? { memAvailable: deps.memAvailable } : {}),
+  });
+  run.report(`container storage: ${storage.mode} (${storage.chosen_by})`, storageReport(storage));
+
+  run.enter('disk', 'choosing the target disk');
+  const { device } = await held.early!.disk;
+  run.useDisk(device.name);
+  const layout = planLayout({ diskBytes: device.size, arch: deps.arch ?? machineArch(), tpm2Luks: request.tpm2Luks, scratchBytes: storage.scratch_bytes });
+  run.log.info({ device: device.name, size: device.size, root_mib: layout.rootMiB, reserve: layout.parts, scratch: layout.scratch }, 'disk chosen');
+  if (layout.scratch) {
+    // From here on the disk is written (its tail): a failure tears the scratch down and wipes it.
+    run.markWritten();
+    held.scratch = await createScratch(deps.runner, { disk: device.name, ...layout.scratch, parentDir: join(deps.config.state_dir, 'scratch'), signal: run.signal, log: run.log });
+    podman.store = held.scratch;
+    run.report(`container storage on ${device.name} at ${layout.scratch.offsetBytes} (${Math.round(layout.scratch.sizeBytes / 2 ** 20)} MiB, ${held.scratch.device})`, { ...layout.scratch, loop_device: held.scratch.device });
+  }
+  return { storage, device, layout };
 }

@@ -10,7 +10,7 @@
  * mkfs writes only its own partitions, which end before the scratch's offset.
  * @module
  */
-import { mkdir, mkdtemp, readFile, rmdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AgentError, describeError, toAgentError } from '../errors.ts';
 import type { CommandRunner } from '../exec/index.ts';
@@ -25,6 +25,11 @@ export interface ScratchOptions {
   sizeBytes: number;
   /** A private directory under which the scratch is mounted (a new `scratch-*` inside it). */
   parentDir: string;
+  /**
+   * Where the short-lived run directory is made (a new `bootc-scratch-*` inside it; default
+   * /run): podman refuses a run root longer than 50 characters, and it belongs in memory.
+   */
+  runParent?: string | undefined;
   signal?: AbortSignal | undefined;
   log?: Logger | undefined;
 }
@@ -37,7 +42,7 @@ export interface Scratch {
   containersDir: string;
   /** Temporary space (blob staging, /var/tmp of the install). */
   tmpDir: string;
-  /** Run root and libpod's temporary directory. */
+  /** Run root and libpod's temporary directory: in memory (runParent), not on the scratch. */
   runDir: string;
   offsetBytes: number;
   sizeBytes: number;
@@ -63,16 +68,6 @@ export async function mountsBelow(dir: string, mountinfo?: string): Promise<stri
   return below.sort((a, b) => b.split('/').length - a.split('/').length || b.length - a.length);
 }
 
-/**
- * Where the scratch goes: `sizeBytes` (rounded up to MiB) ending `tailBytes` before the end of
- * the disk, its start 1 MiB aligned.
- */
-export function scratchPlacement(diskBytes: number, tailBytes: number, sizeBytes: number): { offsetBytes: number; sizeBytes: number } {
-  const end = Math.floor((diskBytes - tailBytes) / MiB) * MiB;
-  const size = Math.ceil(sizeBytes / MiB) * MiB;
-  return { offsetBytes: end - size, sizeBytes: size };
-}
-
 /** Creates, formats (xfs) and mounts the scratch; on any failure nothing of it stays. */
 export async function createScratch(runner: CommandRunner, options: ScratchOptions): Promise<Scratch> {
   assertDisk(options.disk);
@@ -82,6 +77,7 @@ export async function createScratch(runner: CommandRunner, options: ScratchOptio
   }
   await mkdir(options.parentDir, { recursive: true, mode: 0o700 });
   const mountpoint = await mkdtemp(join(options.parentDir, 'scratch-'));
+  let runDir: string | undefined;
   let device: string | undefined;
   let mounted = false;
   let done: Promise<string[]> | undefined;
@@ -96,11 +92,14 @@ export async function createScratch(runner: CommandRunner, options: ScratchOptio
         failures.push(`${label}: ${describeError(toAgentError(err))}`);
       }
     };
-    if (mounted) {
-      for (const point of await mountsBelow(mountpoint)) {
+    for (const top of [runDir, mounted ? mountpoint : undefined]) {
+      if (!top) continue;
+      for (const point of await mountsBelow(top)) {
         await attempt(`umount ${point}`, () => runner.run('umount', [point], { timeoutMs: 60_000 }));
       }
     }
+    const run = runDir;
+    if (run && !failures.length) await attempt(`rm -r ${run}`, () => rm(run, { recursive: true, force: true }));
     if (device) {
       const loop = device;
       await attempt(`wipefs -a ${loop}`, () => runner.run('wipefs', ['-a', '-q', loop], { timeoutMs: 60_000 }));
@@ -122,15 +121,14 @@ export async function createScratch(runner: CommandRunner, options: ScratchOptio
     await runner.run('mkfs.xfs', ['-f', '-q', '-K', '-L', 'agentscratch', device], { signal, timeoutMs: 600_000 });
     await runner.run('mount', [device, mountpoint], { signal, timeoutMs: 60_000 });
     mounted = true;
+    runDir = await mkdtemp(join(options.runParent ?? '/run', 'bootc-scratch-'));
     const scratch: Scratch = {
-      device, mountpoint, offsetBytes, sizeBytes, teardown,
+      device, mountpoint, offsetBytes, sizeBytes, teardown, runDir,
       containersDir: join(mountpoint, 'containers'),
       tmpDir: join(mountpoint, 'tmp'),
-      runDir: join(mountpoint, 'run'),
     };
     await mkdir(join(scratch.containersDir, 'storage'), { recursive: true, mode: 0o700 });
     await mkdir(scratch.tmpDir, { mode: 0o1777 });
-    await mkdir(scratch.runDir, { mode: 0o700 });
     log?.info({ device, offset: offsetBytes, size: sizeBytes, mountpoint }, 'scratch area mounted');
     return scratch;
   } catch (err) {

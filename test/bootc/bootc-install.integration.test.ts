@@ -583,6 +583,119 @@ describe('execute_bootc_install end to end (stand-in image, real registry, loop 
     await assertClean(outcome);
   });
 
+  // Issue 14: container storage on a scratch area in the target disk's tail.
+  const loopsOn = (dev: string) => sh('losetup', ['-j', dev, '-nO', 'NAME']).split('\n').filter(Boolean);
+  async function mountsUnder(path: string): Promise<string[]> {
+    return (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(path));
+  }
+  // A tmpfs smaller than the unpacked image: the memory storage the deploy is allowed.
+  async function smallTmpfs(mib: number): Promise<string> {
+    const path = await mkdtemp(join(dir, 'small-storage-'));
+    sh('mount', ['-t', 'tmpfs', '-o', `size=${mib}m`, 'tmpfs', path]);
+    cleanups.push(() => probe('umount', [path]));
+    return path;
+  }
+  function assertScratchGone(dev: string): Promise<void> {
+    assert.deepEqual(loopsOn(dev), [], 'a loop device on the disk was left behind');
+    return mountsUnder(join(stateDir, 'scratch')).then((m) => assert.deepEqual(m, [], 'a scratch mount was left behind'));
+  }
+
+  test('container storage on the disk: an image larger than the memory storage deploys, root grown over the scratch, config drive last', async (t) => {
+    if (reason) return t.skip(reason);
+    const dev = disk!.dev;
+    layMarkerTable(dev);
+    const storagePath = await smallTmpfs(16);
+    const repo = `os/scratch-${randomBytes(3).toString('hex')}`;
+    const pushed = await pushStandin(registry!, repo, 'latest', 'bootc');
+    const varTmpBefore = new Set(await readdir('/var/tmp'));
+    const staged: string[] = [];
+    const outcome = await runStep({
+      args: { configdrive, image_source: `oci://${pushed.reference}` },
+      deps: { storagePath, memAvailable: async () => 64 * GiB },
+      onProgress: (p) => {
+        if (p.phase === 'pull') for (const f of existsSync('/var/tmp') ? execFileSync('ls', ['-A', '/var/tmp'], { encoding: 'utf8' }).split('\n') : []) if (f && !varTmpBefore.has(f)) staged.push(f);
+      },
+    });
+    assert.equal(outcome.error, undefined, outcome.error && `${outcome.error.code}: ${outcome.error.message} ${JSON.stringify(outcome.error.details).slice(0, 2000)}`);
+    t.diagnostic(`disk-mode install took ${Math.round(outcome.ms)} ms; ${JSON.stringify(outcome.result?.container_storage)}`);
+    await assertClean(outcome);
+    const r = outcome.result!;
+    const cs = r.container_storage as { mode: string; chosen_by: string; reason: string; scratch_bytes: number; scratch_offset: number; installed_root_mib: number; root_grown_to_mib: number; root_filesystem: string };
+    assert.equal(cs.mode, 'disk');
+    assert.equal(cs.chosen_by, 'auto');
+    assert.match(cs.reason, /has 1[56] MiB free but the image needs about/);
+    assert.ok(cs.scratch_bytes > (r.admission as { estimated_unpacked_bytes: number }).estimated_unpacked_bytes);
+    assert.equal(cs.root_filesystem, 'xfs');
+    assert.ok(cs.root_grown_to_mib >= cs.installed_root_mib + cs.scratch_bytes / MiB, `root ${cs.root_grown_to_mib} MiB, installed ${cs.installed_root_mib} MiB`);
+    assert.equal(r.root_size_mib, cs.root_grown_to_mib);
+    // progress: the choice in admission, the scratch in disk, the growth in install
+    assert.ok(outcome.progress.some((p) => p.phase === 'admission' && /container storage: disk \(auto\)/.test(String(p.message))));
+    assert.ok(outcome.progress.some((p) => p.phase === 'disk' && /container storage on /.test(String(p.message))));
+    assert.ok(outcome.progress.some((p) => /root grown to \d+ MiB/.test(String(p.message))));
+    // every podman call used the scratch's storage; the host storage never saw the image
+    const podmanCalls = outcome.commands.filter((c) => c[0] === 'podman' && c.some((a) => a === 'pull' || a === 'run'));
+    assert.ok(podmanCalls.length >= 3);
+    for (const c of podmanCalls) assert.ok(c.includes('--root') && c[c.indexOf('--root') + 1]!.startsWith(join(stateDir, 'scratch')), c.join(' '));
+    assert.equal(probe('podman', ['image', 'exists', pushed.reference]).status, 1, 'the image landed in the host storage');
+    assert.deepEqual(staged.filter((f) => /^container_images|^storage/.test(f)), [], `podman staged blobs in /var/tmp: ${staged.join(', ')}`);
+    await assertScratchGone(dev);
+    // the layout: bootc's partitions, root grown to where the scratch ended, the config drive last
+    const lines = partitionLines(dev);
+    assert.equal(lines.length, 4, lines.join('\n'));
+    assert.match(lines[2]!, /8304\s+root$/);
+    assert.match(lines[3]!, /6[45]\.\d MiB\s+8300\s+config-2$/);
+    const parts = r.partitions as { size_bytes: number; start_bytes: number }[];
+    assert.equal(parts[2]!.start_bytes + parts[2]!.size_bytes, cs.scratch_offset + cs.scratch_bytes);
+    assert.ok(parts[3]!.start_bytes >= cs.scratch_offset + cs.scratch_bytes);
+    assert.ok((r.free_tail_bytes as number) < 4 * MiB, `free tail ${String(r.free_tail_bytes)}`);
+    // the filesystem fills the grown partition, and the installed tree is intact
+    await withRootMounted(`${dev}p3`, async (root) => {
+      const [blocks, blockSize] = sh('stat', ['-f', '-c', '%b %S', root]).trim().split(' ').map(Number) as [number, number];
+      const bytes = blocks * blockSize;
+      // xfs keeps its log out of the count: 2% of slack, far less than the scratch's share
+      assert.ok(bytes > cs.root_grown_to_mib * MiB * 0.98 && bytes > (cs.installed_root_mib * MiB + cs.scratch_bytes * 0.9), `filesystem of ${bytes} bytes in a ${cs.root_grown_to_mib} MiB partition`);
+      assert.ok(existsSync(join(root, 'ostree/deploy/default/deploy')));
+    });
+  });
+
+  test('container storage on the disk: memory mode refuses the same image with INSUFFICIENT_SPACE before the disk is touched', async (t) => {
+    if (reason) return t.skip(reason);
+    layMarkerTable(disk!.dev);
+    const storagePath = await smallTmpfs(16);
+    const outcome = await runStep({ instanceInfo: { bootc_container_storage: 'memory' }, deps: { storagePath, memAvailable: async () => 64 * GiB } });
+    assert.equal(outcome.error?.code, 'INSUFFICIENT_SPACE', outcome.error?.message);
+    assert.equal(outcome.error!.details.phase, 'admission');
+    assert.equal(partitionLines(disk!.dev).length, 2, 'the marker table is still there');
+    await assertClean(outcome);
+  });
+
+  test('container storage on the disk: a failed install leaves no mount, no loop device, no scratch, the disk wiped', async (t) => {
+    if (reason) return t.skip(reason);
+    const dev = disk!.dev;
+    layMarkerTable(dev);
+    const outcome = await runStep({ instanceInfo: { bootc_container_storage: 'disk', bootc_kargs: ['standin.fail=rootfs'] } });
+    assert.equal(outcome.error?.code, 'BOOTC_INSTALL_FAILED', outcome.error ? `${outcome.error.code}: ${outcome.error.message}` : 'succeeded');
+    assert.equal((outcome.error!.details.cleanup as { disk?: string }).disk, 'wiped');
+    await assertScratchGone(dev);
+    assertWiped(dev);
+    await assertClean(outcome);
+    assert.ok(outcome.progress.some((p) => /container storage: disk \(instance_info\)/.test(String(p.message))));
+  });
+
+  test('container storage on the disk: a cancel during the pull tears the scratch down and wipes the disk', async (t) => {
+    if (reason) return t.skip(reason);
+    const dev = disk!.dev;
+    layMarkerTable(dev);
+    const outcome = await runStep({
+      instanceInfo: { bootc_container_storage: 'disk' },
+      onProgress: (p, abort) => { if (p.phase === 'pull') abort.abort(); },
+    });
+    assert.equal(outcome.error?.code, 'CANCELLED', outcome.error ? `${outcome.error.code}: ${outcome.error.message}` : 'succeeded');
+    await assertScratchGone(dev);
+    assertWiped(dev);
+    await assertClean(outcome);
+  });
+
   // Issue 15: the agent verifies the signatures policy.json asks for (here a cosign v3 bundle,
   // an OCI 1.1 referrer, which podman cannot find), then has podman pull that digest.
   async function signedStandin(repo: string, signer = makeKey()) {

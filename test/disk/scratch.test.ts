@@ -15,7 +15,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createScratch, mountsBelow, scratchPlacement, type Scratch } from '../../src/disk/index.ts';
+import { createScratch, mountsBelow, type Scratch } from '../../src/disk/index.ts';
 import { isAgentError } from '../../src/errors.ts';
 import { createExecaRunner, type CommandRunner } from '../../src/exec/index.ts';
 import { createSilentLogger } from '../../src/log/index.ts';
@@ -37,13 +37,6 @@ test('mountsBelow: the mountpoint and what is below it, deepest first, octal esc
     '/run/a/scratch-x/run/shm dir',
     '/run/a/scratch-x',
   ]);
-});
-
-test('scratchPlacement: 1 MiB aligned, ending the tail before the disk end', () => {
-  const p = scratchPlacement(4096 * MiB, 66 * MiB + 512, 300 * MiB + 1);
-  assert.equal(p.sizeBytes, 301 * MiB);
-  assert.equal(p.offsetBytes + p.sizeBytes, (4096 - 67) * MiB);
-  assert.equal(p.offsetBytes % MiB, 0);
 });
 
 function skipReason(): string | undefined {
@@ -95,7 +88,8 @@ describe('scratch area on a real loop disk', { concurrency: false }, () => {
     // an old table with a partition over the tail, as a previous deploy leaves it
     sh('sfdisk', ['-q', '--wipe=always', dev], 'label: gpt\nsize=1024MiB, name="old"\nname="old-tail"\n');
     probe('partx', ['-a', dev]);
-    const place = scratchPlacement(3072 * MiB, 67 * MiB, 800 * MiB);
+    // 800 MiB ending 66 MiB before the disk's end, as src/bootc/layout.ts places it
+    const place = { offsetBytes: (3072 - 66 - 800) * MiB, sizeBytes: 800 * MiB };
     const scratch = await createScratch(runner, { disk: dev, ...place, parentDir: join(dir, 'state'), log: createSilentLogger() });
     scratches.push(scratch);
     const payload = randomBytes(8 * MiB);
@@ -126,11 +120,17 @@ describe('scratch area on a real loop disk', { concurrency: false }, () => {
     assert.ok(payload.equals(await readFile(join(scratch.containersDir, 'storage', 'blob'))), 'the scratch lost its data');
 
     // an overlay-like mount below it is unmounted first
-    sh('mount', ['-t', 'tmpfs', 'tmpfs', scratch.runDir]);
+    const overlay = join(scratch.containersDir, 'storage', 'overlay');
+    sh('mkdir', ['-p', overlay, join(scratch.runDir, 'shm')]);
+    sh('mount', ['-t', 'tmpfs', 'tmpfs', overlay]);
+    sh('mount', ['-t', 'tmpfs', 'tmpfs', join(scratch.runDir, 'shm')]);
+    assert.ok(scratch.runDir.length + '/storage'.length <= 50, `run root ${scratch.runDir}/storage is too long for podman`);
     const steps = await scratch.teardown();
     assert.deepEqual(await scratch.teardown(), steps, 'a second teardown does the same nothing');
     assert.deepEqual(await mountsBelow(scratch.mountpoint), []);
+    assert.deepEqual(await mountsBelow(scratch.runDir), []);
     assert.ok(!existsSync(scratch.mountpoint));
+    assert.ok(!existsSync(scratch.runDir));
     assert.deepEqual(loopsOn(dev), [], 'the scratch loop device is still attached');
     // nothing recognisable is left where the scratch was
     const look = sh('losetup', ['--find', '--show', '--read-only', '--offset', String(place.offsetBytes), '--sizelimit', String(place.sizeBytes), dev]).trim();
