@@ -3,15 +3,16 @@
  * flight, and which one gives way when a new connection comes at a cap.
  *
  * The conductor is a few addresses; pollers may be many connections. Refusing new connections
- * at the cap (`server.maxConnections`) would lock the conductor out while pollers hold every
- * slot, so a new connection takes the place of an idle one instead:
- * - from an address at `perAddress` connections: that address's own idle connection used least
- *   recently, so one address's flood only ever churns its own share;
- * - at `max` connections in all: an idle connection of the address holding the most, the one
- *   used least recently among them.
- * An idle connection that has been answered goes before one that has not sent its request yet
- * (its TLS handshake may still be running); a connection with a request in flight is never
- * closed, and when every candidate has one, the new connection is refused.
+ * at one cap for all (`server.maxConnections`) would lock the conductor out while pollers hold
+ * every slot, so:
+ * - an address at `perAddress` connections keeps them: its new connection takes the place of
+ *   one of its own that has been idle for a second or more, or is refused. A flood from one
+ *   address costs the agent an accept and a close per attempt, not a TLS handshake, and its
+ *   connections that poll keep being served;
+ * - at `max` connections in all, a new connection takes the place of an idle connection of the
+ *   address holding the most: one that has been answered before one that has not sent its
+ *   request yet (its TLS handshake may still be running), the least recently used first.
+ * A connection with a request in flight is never closed.
  * @module
  */
 import type { Server, Socket } from 'node:net';
@@ -21,6 +22,8 @@ interface Connection {
   socket: Socket;
   address: string;
   inFlight: number;
+  /** When its last request was answered (or it was accepted). */
+  idleSince: number;
   /** Whether a request on it has been answered (then it is a keep-alive connection). */
   answered: boolean;
 }
@@ -45,6 +48,8 @@ const keyOf = (socket: Socket): string | undefined =>
   socket.remoteAddress === undefined ? undefined : `${socket.remoteAddress}|${socket.remotePort}`;
 
 const WARN_EVERY_MS = 60_000;
+// Longer than a poller's pause between two requests, shorter than any keep-alive timeout.
+const REPLACEABLE_IDLE_MS = 1000;
 
 export function trackConnections(server: Server, caps: ConnectionCaps, log: Logger): ConnectionTracker {
   // Map order is the order of last use: re-inserted on each request and each reply.
@@ -65,16 +70,16 @@ export function trackConnections(server: Server, caps: ConnectionCaps, log: Logg
     open.delete(key);
     open.set(key, conn);
   };
-  // The idle connection to close for a newcomer: of `address` only when given (and then not
-  // one still on its way to its first request: an address's new connections do not churn its
-  // own handshakes), else of the address holding the most; answered before not yet answered;
-  // least recently used first.
+  // The idle connection to close for a newcomer: of `address` only when given (and then one
+  // answered and idle for REPLACEABLE_IDLE_MS), else of the address holding the most; answered
+  // before not yet answered; least recently used first.
   const victim = (address?: string): [string, Connection] | undefined => {
     let best: [string, Connection] | undefined;
+    const idleBefore = Date.now() - REPLACEABLE_IDLE_MS;
     for (const entry of open) {
       const conn = entry[1];
       if (conn.inFlight > 0) continue;
-      if (address !== undefined && (conn.address !== address || !conn.answered)) continue;
+      if (address !== undefined && (conn.address !== address || !conn.answered || conn.idleSince > idleBefore)) continue;
       if (!best) {
         best = entry;
         continue;
@@ -118,7 +123,7 @@ export function trackConnections(server: Server, caps: ConnectionCaps, log: Logg
       return;
     }
     if (dropped.closed !== before) warn();
-    const conn: Connection = { socket, address, inFlight: 0, answered: false };
+    const conn: Connection = { socket, address, inFlight: 0, idleSince: Date.now(), answered: false };
     open.set(key, conn);
     perAddress.set(address, count(address) + 1);
     socket.once('close', () => forget(key, conn));
@@ -141,6 +146,7 @@ export function trackConnections(server: Server, caps: ConnectionCaps, log: Logg
         if (!conn || key === undefined) return;
         conn.inFlight--;
         conn.answered = true;
+        conn.idleSince = Date.now();
         if (open.get(key) === conn) touch(key, conn);
       };
     },

@@ -256,20 +256,24 @@ describe('API server: connections and requests in flight', () => {
     (await keptAlive(s.port)).destroy();
   });
 
-  it('an address beyond api_max_connections_per_address takes the place of its own answered idle connections only', async (t) => {
+  it('an address at api_max_connections_per_address keeps its polling connections; a newcomer replaces one idle for a second, or is refused', async (t) => {
     const s = await start(t, { api_max_connections: 10, api_max_connections_per_address: 2 });
-    const [conductor, a1, a2, a3] = await conductorThenThree(s.port);
-    const conns = [conductor, a1, a2, a3];
+    const conductor = await keptAlive(s.port, false, '127.0.0.2');
+    const a1 = await keptAlive(s.port);
+    const a2 = await keptAlive(s.port);
+    const conns = [conductor, a1, a2];
     t.after(() => { for (const c of conns) c.destroy(); });
+    const early = await connectRaw(s.port); // a1 and a2 were just used: refused
+    conns.push(early);
+    await early.closed();
+    await new Promise((r) => setTimeout(r, 1100));
+    const a3 = await keptAlive(s.port); // replaces a1, idle longest
+    conns.push(a3);
     await a1.closed();
-    const fresh = await connectRaw(s.port); // takes a2's place, then sends nothing
+    const fresh = await connectRaw(s.port); // replaces a2, idle for over a second, then sends nothing
     conns.push(fresh);
     await a2.closed();
-    const fresh2 = await connectRaw(s.port); // takes a3's place
-    conns.push(fresh2);
-    await a3.closed();
-    // Only connections on their way to a first request are left to 127.0.0.1: a newcomer does not
-    // take their place but is refused.
+    // Left to 127.0.0.1: a3, just used, and a connection on its way to its first request.
     const refused = await connectRaw(s.port);
     conns.push(refused);
     await refused.closed();
