@@ -246,7 +246,11 @@ export function createAgent(deps: AgentDeps): Agent {
     const interrupted = await recoverInterruptedCommand({
       runner: deps.runner, log, journal, stateDir: config.state_dir, keep: [config.log_file ?? join(config.state_dir, 'agent.log')],
     });
-    if (interrupted) executor.adopt(interrupted);
+    if (interrupted) {
+      executor.adopt(interrupted);
+      // Ironic keeps the last progress line it was sent until another message replaces it.
+      statusMessages.ended(`${interrupted.command_name}: FAILED (the agent was stopped during it)`);
+    }
     throwIfStopping(stopping);
     if (config.hardware_initialization_delay > 0) await sleep(config.hardware_initialization_delay * 1000, undefined, { signal: stopping });
     identity = await lookUpIdentity(deps, store, stopping);

@@ -30,6 +30,8 @@ export interface StatusMessages {
   next(current: RunningCommand | undefined): string | undefined;
   /** The running command ended with `status` (`SUCCEEDED`, `FAILED`, …). */
   finished(status: string): void;
+  /** How a command ended that no heartbeat of this process reported running (one the last run was killed in). */
+  ended(message: string): void;
 }
 
 export function createStatusMessages(): StatusMessages {
@@ -44,6 +46,9 @@ export function createStatusMessages(): StatusMessages {
     finished(status) {
       if (sentFor) ended = `${sentFor}: ${status}`;
       sentFor = undefined;
+    },
+    ended(message) {
+      ended = message.slice(0, MAX_MESSAGE);
     },
   };
 }

@@ -59,6 +59,8 @@ describe('a restart after the agent was killed during a deploy step', () => {
     assert.equal(lines[0], `podman rm --force --ignore --time 0 -- ${KILLED_MID_INSTALL.containers.join(' ')}`);
     assert.ok(lines.includes('sgdisk --zap-all -- /dev/vda'));
     assert.ok(Math.max(...calledAt) <= conductor.acceptedHeartbeats[0]!.at, 'the clean-up ran before the first heartbeat');
+    // The node's last status message (Ironic keeps it) no longer shows the killed run's progress.
+    assert.equal((conductor.acceptedHeartbeats[0]!.body as Json).agent_status_message, 'execute_deploy_step: FAILED (the agent was stopped during it)');
     assert.deepEqual(await readdir(stateDir).then((f) => f.filter((n) => n.startsWith('command'))), [], 'the journal is gone');
 
     // The list holds just that command, and the agent takes new ones.
