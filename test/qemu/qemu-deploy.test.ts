@@ -28,7 +28,7 @@ if (reason) console.log(`qemu deploy test skipped: ${reason}`);
 test('QEMU: ramdisk boots, heartbeats, deploys a bootc image, powers off; the disk boots with the config drive and keys', { skip: reason ?? false, timeout: 40 * 60_000 }, async (t) => {
   const output: string[] = [];
   const code = await new Promise<number | null>((resolveRun) => {
-    const child = spawn(SCRIPT, [], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(SCRIPT, ['--scenario', 'kill-mid-install'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     for (const s of [child.stdout, child.stderr]) {
       s.on('data', (d: Buffer) => {
         const text = d.toString();
