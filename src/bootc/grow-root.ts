@@ -1,9 +1,10 @@
 /**
  * After an install from a scratch area on the target disk: the root partition bootc created
  * ends before where the scratch was; it is moved to end where the scratch ended (the start of
- * the config drive's reserve) and its filesystem grown online, so the disk looks as if there had
- * never been a scratch. A LUKS root (tpm2-luks) is left as it is: its header and TPM binding are
- * bootc's, and growing it means opening it here with a key sealed to this machine's TPM.
+ * the config drive's reserve) and its filesystem grown (xfs and btrfs mounted, ext4 offline), so
+ * the disk looks as if there had never been a scratch. A LUKS root (tpm2-luks) is left as it
+ * is: its header and TPM binding are bootc's, and growing it means opening it here with a key
+ * sealed to this machine's TPM.
  * @module
  */
 import { mkdir, mkdtemp, rmdir } from 'node:fs/promises';
@@ -29,19 +30,25 @@ function rootOf(partitions: readonly TablePartition[]): TablePartition | undefin
   return [...partitions].sort((a, b) => b.start - a.start)[0];
 }
 
-function growArgs(fs: string, node: string, mountpoint: string): [string, string[]] {
-  if (fs === 'xfs') return ['xfs_growfs', [mountpoint]];
-  if (fs === 'ext4') return ['resize2fs', [node]];
-  return ['btrfs', ['filesystem', 'resize', 'max', mountpoint]];
+// xfs and btrfs grow only while mounted.
+function growArgs(fs: string, mountpoint: string): [string, string[]] {
+  return fs === 'xfs' ? ['xfs_growfs', [mountpoint]] : ['btrfs', ['filesystem', 'resize', 'max', mountpoint]];
 }
 
-async function growMounted(runner: CommandRunner, fs: string, node: string, parentDir: string, signal: AbortSignal | undefined): Promise<void> {
+async function growFilesystem(runner: CommandRunner, fs: string, node: string, parentDir: string, signal: AbortSignal | undefined): Promise<void> {
+  if (fs === 'ext4') {
+    // Offline: online growth needs CAP_SYS_RESOURCE and the resize ioctl; resize2fs wants a
+    // fresh check first (-p: fix only what is safe; 1 means it fixed something).
+    await runner.run('e2fsck', ['-f', '-p', node], { signal, okExitCodes: [0, 1], timeoutMs: 600_000 });
+    await runner.run('resize2fs', [node], { signal, timeoutMs: 600_000 });
+    return;
+  }
   await mkdir(parentDir, { recursive: true, mode: 0o700 });
   const mountpoint = await mkdtemp(join(parentDir, 'grow-'));
   try {
     await runner.run('mount', ['-t', fs, node, mountpoint], { signal, timeoutMs: 120_000 });
     try {
-      const [file, args] = growArgs(fs, node, mountpoint);
+      const [file, args] = growArgs(fs, mountpoint);
       await runner.run(file, args, { signal, timeoutMs: 600_000 });
     } finally {
       await runner.run('umount', [mountpoint], { timeoutMs: 120_000 });
@@ -76,7 +83,7 @@ export async function growRoot(runner: CommandRunner, device: string, endBytes: 
     const size = endSector - root.start;
     await runner.run('sfdisk', ['--no-reread', '--no-tell-kernel', '--wipe', 'never', '--wipe-partitions', 'never', '-N', String(root.number), device], { signal, input: `${root.start},${size}\n`, timeoutMs: 60_000 });
     await syncKernelPartitions(runner, device, { mode: 'strict', code: 'ROOT_GROW_FAILED', context: 'after growing root', signal, log });
-    await growMounted(runner, fs, root.node, options.parentDir, signal);
+    await growFilesystem(runner, fs, root.node, options.parentDir, signal);
     const grownMiB = Math.floor((size * table.sectorSize) / MiB);
     log?.info({ device, partition: root.node, filesystem: fs, root_mib: grownMiB }, 'root grown over the scratch area');
     return { root_grown_to_mib: grownMiB, root_filesystem: fs };

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { bootcFeatures, parseBootcVersion } from '../../src/bootc/bootc-version.ts';
-import { planLayout } from '../../src/bootc/layout.ts';
-import { buildInstallArgs, buildProbeArgs, buildPullArgs, luksDropInToml } from '../../src/bootc/podman-args.ts';
+import { planLayout, SCRATCH_GAP_MiB } from '../../src/bootc/layout.ts';
+import { buildInstallArgs, buildProbeArgs, buildPullArgs, luksDropInToml, storeArgs } from '../../src/bootc/podman-args.ts';
 import type { AgentError } from '../../src/errors.ts';
 
 const GiB = 1024 ** 3;
@@ -25,6 +25,34 @@ describe('planLayout', () => {
     assert.throws(() => planLayout({ diskBytes: 1.2 * GiB, arch: 'x86_64', tpm2Luks: false }), (err: AgentError) => {
       assert.equal(err.code, 'DISK_TOO_SMALL');
       assert.match(err.message, /1228 MiB.*580 MiB.*1024 MiB/);
+      return true;
+    });
+  });
+});
+
+describe('planLayout with a scratch area (container storage on the disk)', () => {
+  const MiB = 2 ** 20;
+  it('takes the scratch and a gap from root and puts the scratch right below the config drive reserve', () => {
+    const plain = planLayout({ diskBytes: 20 * GiB + 12345, arch: 'x86_64', tpm2Luks: false });
+    const plan = planLayout({ diskBytes: 20 * GiB + 12345, arch: 'x86_64', tpm2Luks: false, scratchBytes: 3000 * MiB + 1 });
+    assert.equal(plan.rootMiB, plain.rootMiB - 3001 - SCRATCH_GAP_MiB);
+    assert.deepEqual(plan.scratch, { offsetBytes: (20 * 1024 - 66 - 3001) * MiB, sizeBytes: 3001 * MiB });
+    // bootc's root (after the 1 MiB GPT head, BIOS and ESP) ends a gap before the scratch
+    const rootEndMiB = 1 + 1 + 512 + plan.rootMiB;
+    assert.equal(plan.scratch!.offsetBytes / MiB - rootEndMiB, SCRATCH_GAP_MiB);
+    // and the scratch ends where the config drive's 64 MiB + 2 MiB slack begin
+    assert.equal(20 * 1024 - (plan.scratch!.offsetBytes + plan.scratch!.sizeBytes) / MiB, 66);
+    assert.equal(plain.scratch, undefined);
+  });
+  it('keeps the tpm2-luks /boot before root', () => {
+    const plan = planLayout({ diskBytes: 20 * GiB, arch: 'x86_64', tpm2Luks: true, scratchBytes: 2 * GiB });
+    assert.equal(plan.scratch!.offsetBytes / MiB - (1 + 1 + 512 + 510 + plan.rootMiB), SCRATCH_GAP_MiB);
+  });
+  it('refuses a disk that cannot hold root and the scratch, naming both', () => {
+    assert.throws(() => planLayout({ diskBytes: 4 * GiB, arch: 'x86_64', tpm2Luks: false, scratchBytes: 3 * GiB }), (err: AgentError) => {
+      assert.equal(err.code, 'DISK_TOO_SMALL');
+      assert.match(err.message, /Disk of 4096 MiB is too small: the layout needs 580 MiB and a container-storage scratch area of 3072 MiB \(\+16 MiB gap\) besides a root partition of at least 1024 MiB/);
+      assert.equal(err.details.scratch_mib, 3072);
       return true;
     });
   });
@@ -74,6 +102,21 @@ describe('podman argv', () => {
       'bootc', 'install', 'to-disk', '--wipe', '--root-size=19900M', '--filesystem=xfs', '--block-setup=tpm2-luks',
       '--root-ssh-authorized-keys=/run/bootc-agent-inject/authorized_keys', '--karg=console=ttyS0', '--target-imgref=r:5000/os:latest', '/dev/vda',
     ]);
+  });
+  it('puts every call on a store outside the host storage (golden)', () => {
+    const store = { containersDir: '/run/a/scratch-1/containers', tmpDir: '/run/a/scratch-1/tmp', runDir: '/run/bootc-scratch-1' };
+    assert.deepEqual(storeArgs(store), ['--root', '/run/a/scratch-1/containers/storage', '--runroot', '/run/bootc-scratch-1/storage', '--tmpdir', '/run/bootc-scratch-1/libpod']);
+    assert.deepEqual(storeArgs(undefined), []);
+    const argv = buildInstallArgs({
+      imageRef: 'i', containerName: 'c', device: '/dev/sda', rootMiB: 1000, filesystem: undefined, kargs: [], tpm2Luks: false, injectDir: undefined,
+      authorizedKeysFile: undefined, luksDropIn: undefined, targetImgref: 'i:t', selinuxEnabled: false, hostHasRunUdev: false,
+      features: { skipFetchCheck: false, disableSelinuxWhenHostHasNone: false, needsRunUdev: false }, store,
+    });
+    assert.deepEqual(argv.slice(0, 16), [
+      '--root', '/run/a/scratch-1/containers/storage', '--runroot', '/run/bootc-scratch-1/storage', '--tmpdir', '/run/bootc-scratch-1/libpod',
+      'run', '--rm', '--name', 'c', '--privileged', '--pid=host', '--ipc=host', '--net=none', '--pull=never', '-v',
+    ]);
+    assert.deepEqual(argv.slice(16, 21), ['/dev:/dev', '-v', '/run/a/scratch-1/containers:/var/lib/containers', '-v', '/run/a/scratch-1/tmp:/var/tmp']);
   });
   it('adds SELinux and old-bootc flags when needed', () => {
     const argv = buildInstallArgs({

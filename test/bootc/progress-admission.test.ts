@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { checkAdmission } from '../../src/bootc/admission.ts';
+import { checkAdmission, chooseContainerStorage, scratchBytesFor } from '../../src/bootc/admission.ts';
 import { bootcMilestone, createPullTracker } from '../../src/bootc/progress.ts';
 import type { AgentError } from '../../src/errors.ts';
 
@@ -68,3 +68,34 @@ describe('admission', () => {
     assert.ok(r.storage_free_bytes > 0);
   });
 });
+
+describe('container storage: memory or the target disk', () => {
+  const stat = (freeMiB: number, memoryBacked: boolean) => async () => ({ freeBytes: freeMiB * MiB, memoryBacked });
+  const base = { compressedBytes: 600 * MiB, unpackedBytes: 1800 * MiB, storagePath: '/var/lib/containers' };
+  it('auto keeps memory when the image fits, as before', async () => {
+    const c = await chooseContainerStorage({ ...base, mode: 'auto', chosenBy: 'option', statStorage: stat(100_000, true), memAvailable: async () => 8000 * MiB });
+    assert.equal(c.mode, 'memory');
+    assert.equal(c.chosen_by, 'auto');
+    assert.equal(c.scratch_bytes, undefined);
+    assert.equal(c.admission.needed_memory_bytes, 2656 * MiB);
+  });
+  it('auto goes to the disk when memory refuses, keeping the refusal as the reason', async () => {
+    const c = await chooseContainerStorage({ ...base, mode: 'auto', chosenBy: 'option', statStorage: stat(100_000, true), memAvailable: async () => 2000 * MiB });
+    assert.equal(c.mode, 'disk');
+    assert.match(c.reason!, /2000 MiB of memory available but the deploy needs about 2656 MiB/);
+    assert.equal(c.scratch_bytes, scratchBytesFor(600 * MiB, 1800 * MiB));
+    assert.equal(c.scratch_bytes, Math.ceil((2400 * 1.1 + 1024)) * MiB);
+    assert.equal(c.admission.needed_memory_bytes, 256 * MiB);
+  });
+  it('memory refuses as checkAdmission does; disk needs only the headroom; both name who chose', async () => {
+    await assert.rejects(chooseContainerStorage({ ...base, mode: 'memory', chosenBy: 'instance_info', statStorage: stat(100, true), memAvailable: async () => 8000 * MiB }), { code: 'INSUFFICIENT_SPACE' });
+    const d = await chooseContainerStorage({ ...base, mode: 'disk', chosenBy: 'instance_info', statStorage: stat(100_000, true), memAvailable: async () => 8000 * MiB });
+    assert.deepEqual([d.mode, d.chosen_by, d.reason], ['disk', 'instance_info', undefined]);
+    await assert.rejects(chooseContainerStorage({ ...base, mode: 'disk', chosenBy: 'option', statStorage: stat(100_000, true), memAvailable: async () => 100 * MiB }), (e: AgentError) => {
+      assert.equal(e.code, 'INSUFFICIENT_MEMORY');
+      assert.match(e.message, /100 MiB of memory available but the deploy needs about 256 MiB even with container storage on the target disk/);
+      return true;
+    });
+  });
+});
+

@@ -32,6 +32,12 @@ describe('parseBootcDeployRequest', () => {
     assert.equal(r.targetImgref, 'registry.example/os:stable');
     assert.equal(r.filesystem, 'ext4');
     assert.equal(r.luksAllowInInstallConfig, false);
+    assert.equal(r.containerStorage, undefined);
+  });
+
+  it('reads bootc_container_storage (auto, memory, disk; null is the agent option)', () => {
+    for (const mode of ['auto', 'memory', 'disk']) assert.equal(parseBootcDeployRequest(args, { instance_info: { bootc_container_storage: mode } }).containerStorage, mode);
+    assert.equal(parseBootcDeployRequest(args, { instance_info: { bootc_container_storage: null } }).containerStorage, undefined);
   });
 
   const booleans: Array<[unknown, boolean]> = [[true, true], [false, false], ['true', true], ['false', false], ['False', false], ['1', true], ['0', false], ['yes', true], ['off', false], [null, false], [undefined, false]];
@@ -60,6 +66,8 @@ describe('parseBootcDeployRequest', () => {
     ['a karg with a space', args, { bootc_kargs: ['a b'] }, /bootc_kargs.*whitespace/],
     ['a non-string karg', args, { bootc_kargs: [1] }, /bootc_kargs/],
     ['an unknown filesystem', args, { bootc_filesystem: 'zfs' }, /bootc_filesystem.*xfs, ext4, btrfs/],
+    ['an unknown container storage', args, { bootc_container_storage: 'tmpfs' }, /bootc_container_storage.*auto, memory, disk.*"tmpfs"/],
+    ['a container storage of the wrong case', args, { bootc_container_storage: 'Disk' }, /bootc_container_storage/],
     ['a bad target imgref', args, { bootc_target_imgref: 'has space' }, /bootc_target_imgref/],
     ['unknown LUKS options', args, { bootc_luks: { passphrase: 'x' } }, /bootc_luks/],
     // Finding 9 of issue 13: what used to pass and reach the installed OS.
