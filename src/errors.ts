@@ -74,6 +74,7 @@ export const ERROR_CODES = {
   INSUFFICIENT_SPACE: { status: 500, type: 'DeploymentError', meaning: 'The container storage does not have room for the image; details name the numbers.' },
   SCRATCH_FAILED: { status: 500, type: 'DeploymentError', meaning: 'Setting up or removing the container-storage scratch area in the target disk\'s tail (loop device at an offset, xfs, mount) failed; details name the steps done and the ones that failed.' },
   ROOT_GROW_FAILED: { status: 500, type: 'DeploymentError', meaning: 'After an install from disk-backed container storage, growing the root partition or its filesystem over the freed scratch space failed (the disk is wiped like after any failed deploy).' },
+  CONTAINER_STORAGE_UNSUPPORTED: { status: 400, type: 'DeploymentError', meaning: 'Container storage on the target disk cannot be used for this image: it carries systemd-repart definitions, so bootc partitions with systemd-repart, which sizes root itself and discards the space after it (the scratch area). Deploy it with container storage in memory.' },
   BOOTC_NOT_FOUND: { status: 500, type: 'ImageDownloadError', meaning: 'The image has no `bootc` binary, so it cannot install itself.' },
   BOOTC_UNSUPPORTED: { status: 500, type: 'DeploymentError', meaning: 'The image\'s bootc is too old for `install to-disk` or for an option the deploy needs.' },
   BOOTC_INSTALL_FAILED: { status: 500, type: 'ImageWriteError', meaning: '`bootc install to-disk` failed; details carry the podman argv, exit code and stderr tail. The disk is wiped afterwards.' },

@@ -41,6 +41,9 @@ export function storeArgs(store: ContainerStore | undefined): string[] {
 /** The policy of a pull whose signatures the agent verified (see buildPullArgs). */
 export const VERIFIED_PULL_POLICY = '{"default":[{"type":"insecureAcceptAnything"}]}\n';
 
+/** Probe output line naming a systemd-repart definition of the image. */
+export const REPART_MARK = '### repart.d ';
+
 /**
  * Reads `bootc --version` and the image's install configuration without privileges or network.
  * No `--rm`: podman would make the probe wait for the container's removal before exiting; the
@@ -51,6 +54,8 @@ export function buildProbeArgs(imageRef: string, containerName: string): string[
     'command -v bootc >/dev/null 2>&1 || exit 127',
     'bootc --version',
     'for f in /usr/lib/bootc/install/*.toml /etc/bootc/install/*.toml; do [ -f "$f" ] && { echo "### $f"; cat "$f"; }; done',
+    // bootc partitions with systemd-repart when the image has definitions (see REPART_MARK)
+    `for f in /usr/lib/repart.d/* /usr/local/lib/repart.d/* /etc/repart.d/*; do [ -e "$f" ] && echo "${REPART_MARK}$f"; done`,
     'exit 0',
   ].join('; ');
   return ['run', '--name', containerName, '--pull=never', '--net=none', '--read-only', '--entrypoint', '/bin/sh', imageRef, '-c', script];

@@ -12,7 +12,7 @@ import type { CommandRunner } from '../exec/index.ts';
 import { tailOf } from '../exec/index.ts';
 import type { Logger } from '../log/index.ts';
 import { parseBootcVersion, type BootcVersion } from './bootc-version.ts';
-import { buildProbeArgs, buildPullArgs, storeArgs, VERIFIED_PULL_POLICY, type ContainerStore } from './podman-args.ts';
+import { buildProbeArgs, buildPullArgs, REPART_MARK, storeArgs, VERIFIED_PULL_POLICY, type ContainerStore } from './podman-args.ts';
 import { createPullTracker, type LayerInfo, type PullProgress } from './progress.ts';
 
 export interface PodmanDeps {
@@ -101,6 +101,11 @@ export interface ProbeResult {
   version: BootcVersion;
   /** Concatenated install configuration files of the image (`### <path>` headers). */
   installConfig: string;
+  /**
+   * The image's systemd-repart definitions: with them bootc partitions through systemd-repart,
+   * which sizes root from them (not --root-size) and discards the free space it leaves.
+   */
+  repartDefinitions: string[];
 }
 
 /**
@@ -112,7 +117,12 @@ export async function probeBootc(deps: PodmanDeps, imageRef: string, name: strin
   try {
     const result = await deps.runner.run('podman', [...storeArgs(deps.store), ...buildProbeArgs(imageRef, name)], { signal, timeoutMs: 120_000 });
     const [versionLine, ...rest] = result.stdout.split('\n');
-    return { version: parseBootcVersion(versionLine ?? ''), installConfig: rest.join('\n') };
+    const repart = rest.filter((l) => l.startsWith(REPART_MARK));
+    return {
+      version: parseBootcVersion(versionLine ?? ''),
+      installConfig: rest.filter((l) => !l.startsWith(REPART_MARK)).join('\n'),
+      repartDefinitions: repart.map((l) => l.slice(REPART_MARK.length)),
+    };
   } catch (err) {
     await removeContainer(deps, name);
     if (isAgentError(err) && err.code === 'COMMAND_FAILED' && (err.details.exit_code === 127 || /executable file `?(bootc|\/bin\/sh)`? not found/.test(String(err.details.stderr_tail)))) {

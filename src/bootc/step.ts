@@ -124,6 +124,11 @@ async function deploy(deps: BootcStepDeps, run: StepRun<Phase>, request: BootcDe
   run.enter('probe', 'reading the image\'s bootc version');
   const probe = await probeBootc(podman, image.podmanReference, containers.probe, run.signal);
   containers.probeExited();
+  if (podman.store && probe.repartDefinitions.length) {
+    throw new AgentError('CONTAINER_STORAGE_UNSUPPORTED', `Container storage on the target disk cannot be used for ${request.imageSource}: the image has systemd-repart definitions (${probe.repartDefinitions.slice(0, 3).join(', ')}), so bootc would partition with systemd-repart, which ignores --root-size and discards the scratch area`, {
+      details: { repart_definitions: probe.repartDefinitions.slice(0, 20) },
+    });
+  }
   const features = bootcFeatures(probe.version, { authorizedKeys: request.authorizedKeys.length > 0 });
 
   run.enter('install', `installing with bootc ${probe.version.text} to ${device.name}`);

@@ -68,6 +68,27 @@ export async function mountsBelow(dir: string, mountinfo?: string): Promise<stri
   return below.sort((a, b) => b.split('/').length - a.split('/').length || b.length - a.length);
 }
 
+/**
+ * `losetup --find` at the offset, never a loop device whose name contains the disk's: bootc
+ * refuses a disk when any mount source in PID 1's namespace *contains* its path (`/dev/loop1`
+ * is "mounted" when `/dev/loop12` is), so such names are held while another is found, then let go.
+ */
+async function attachScratchLoop(runner: CommandRunner, options: ScratchOptions): Promise<string> {
+  const held: string[] = [];
+  try {
+    for (let attempt = 0; attempt < 16; attempt++) {
+      const out = await runner.run('losetup', ['--find', '--show', '--offset', String(options.offsetBytes), '--sizelimit', String(options.sizeBytes), options.disk], { signal: options.signal, timeoutMs: 60_000 });
+      const device = out.stdout.trim();
+      if (!/^\/dev\/loop\d+$/.test(device)) throw new AgentError('SCRATCH_FAILED', `losetup answered "${device.slice(0, 80)}" instead of a loop device`);
+      if (!device.includes(options.disk)) return device;
+      held.push(device);
+    }
+    throw new AgentError('SCRATCH_FAILED', `Every free loop device found (${held.join(', ')}) has a name containing ${options.disk}, which bootc would take for a mount of the disk`);
+  } finally {
+    for (const loop of held) await runner.run('losetup', ['-d', loop], { timeoutMs: 60_000 }).catch((err: unknown) => options.log?.warn({ err, loop }, 'could not detach a loop device'));
+  }
+}
+
 /** Creates, formats (xfs) and mounts the scratch; on any failure nothing of it stays. */
 export async function createScratch(runner: CommandRunner, options: ScratchOptions): Promise<Scratch> {
   assertDisk(options.disk);
@@ -114,9 +135,7 @@ export async function createScratch(runner: CommandRunner, options: ScratchOptio
     return steps;
   })());
   try {
-    const loop = await runner.run('losetup', ['--find', '--show', '--offset', String(offsetBytes), '--sizelimit', String(sizeBytes), options.disk], { signal, timeoutMs: 60_000 });
-    device = loop.stdout.trim();
-    if (!/^\/dev\/loop\d+$/.test(device)) throw new AgentError('SCRATCH_FAILED', `losetup answered "${device.slice(0, 80)}" instead of a loop device`);
+    device = await attachScratchLoop(runner, options);
     // -K: no discard of the range (slow on large disks, and the space is erased on the way out anyway)
     await runner.run('mkfs.xfs', ['-f', '-q', '-K', '-L', 'agentscratch', device], { signal, timeoutMs: 600_000 });
     await runner.run('mount', [device, mountpoint], { signal, timeoutMs: 60_000 });

@@ -682,6 +682,43 @@ describe('execute_bootc_install end to end (stand-in image, real registry, loop 
     assert.ok(outcome.progress.some((p) => /container storage: disk \(instance_info\)/.test(String(p.message))));
   });
 
+  test('the stand-in, like bootc, takes any mount whose source contains the disk\'s path for a mount of the disk', async (t) => {
+    if (reason) return t.skip(reason);
+    const dev = disk!.dev;
+    layMarkerTable(dev);
+    // what a scratch on /dev/loop12 would look like to bootc installing to /dev/loop1
+    const mnt = await mkdtemp(join(dir, 'lookalike-'));
+    sh('mount', ['-t', 'tmpfs', `${dev}9`, mnt]);
+    try {
+      const outcome = await runStep({ instanceInfo: { bootc_container_storage: 'memory' } });
+      assert.equal(outcome.error?.code, 'BOOTC_INSTALL_FAILED', outcome.error ? `${outcome.error.code}: ${outcome.error.message}` : 'succeeded');
+      assert.match(outcome.error!.message, new RegExp(`Device ${dev} is mounted`));
+    } finally {
+      probe('umount', [mnt]);
+    }
+  });
+
+  test('container storage on the disk: an image with systemd-repart definitions is refused (CONTAINER_STORAGE_UNSUPPORTED) before the install, the scratch removed, the disk wiped', async (t) => {
+    if (reason) return t.skip(reason);
+    const dev = disk!.dev;
+    layMarkerTable(dev);
+    const overlay = await mkdtemp(join(dir, 'repart-overlay-'));
+    await mkdir(join(overlay, 'usr/lib/repart.d'), { recursive: true });
+    await writeFile(join(overlay, 'usr/lib/repart.d/50-root.conf'), '[Partition]\nType=root\n');
+    const local = await buildStandinVariant({ overlayDir: overlay, name: 'localhost/bootc-standin-repart' });
+    const imageId = sh('podman', ['image', 'inspect', '--format', '{{.Id}}', local]).trim();
+    cleanups.push(() => probe('podman', ['rmi', '--ignore', '--', imageId]));
+    const pushed = await pushStandin(registry!, 'os/repart', 'latest', local);
+    const outcome = await runStep({ args: { image_source: `oci://${pushed.reference}` }, instanceInfo: { bootc_container_storage: 'disk' } });
+    assert.equal(outcome.error?.code, 'CONTAINER_STORAGE_UNSUPPORTED', outcome.error ? `${outcome.error.code}: ${outcome.error.message}` : 'succeeded');
+    assert.equal(outcome.error!.details.phase, 'probe');
+    assert.deepEqual(outcome.error!.details.repart_definitions, ['/usr/lib/repart.d/50-root.conf']);
+    assert.ok(!outcome.commands.some((c) => c.includes('install')), 'bootc install ran');
+    await assertScratchGone(dev);
+    assertWiped(dev);
+    await assertClean(outcome);
+  });
+
   test('container storage on the disk: a cancel during the pull tears the scratch down and wipes the disk', async (t) => {
     if (reason) return t.skip(reason);
     const dev = disk!.dev;

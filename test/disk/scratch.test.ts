@@ -167,6 +167,31 @@ describe('scratch area on a real loop disk', { concurrency: false }, () => {
     assert.deepEqual(sh('ls', ['-A', parentDir]).trim(), '');
   });
 
+  test('never uses a loop device whose name contains the disk\'s (bootc would take it for a mount of the disk)', async (t) => {
+    if (reason) return t.skip(reason);
+    const dev = disk!.device;
+    const detached: string[] = [];
+    let finds = 0;
+    // the first free loop device "is" /dev/loopN7 for disk /dev/loopN
+    const lookalike: CommandRunner = {
+      async run(file, args, opts) {
+        if (file === 'losetup' && args.includes('--find') && finds++ === 0) return { argv: [file, ...args], exitCode: 0, stdout: `${dev}7\n`, stderr: '', durationMs: 0 };
+        if (file === 'losetup' && args[0] === '-d' && args[1] === `${dev}7`) {
+          detached.push(args[1]);
+          return { argv: [file, ...args], exitCode: 0, stdout: '', stderr: '', durationMs: 0 };
+        }
+        return runner.run(file, args, opts);
+      },
+    };
+    const scratch = await createScratch(lookalike, { disk: dev, offsetBytes: 2048 * MiB, sizeBytes: 512 * MiB, parentDir: join(dir, 'state-lookalike') });
+    scratches.push(scratch);
+    assert.ok(!scratch.device.includes(dev), `${scratch.device} contains ${dev}`);
+    assert.deepEqual(detached, [`${dev}7`], 'the look-alike was not let go');
+    assert.equal(finds, 2);
+    await scratch.teardown();
+    assert.deepEqual(loopsOn(dev), []);
+  });
+
   test('refuses a path outside /dev and unaligned ranges before running anything', async () => {
     const none: CommandRunner = { run: () => { throw new Error('nothing may run'); } };
     for (const bad of [{ disk: '/tmp/x', offsetBytes: MiB, sizeBytes: MiB }, { disk: '/dev/sdz', offsetBytes: MiB + 1, sizeBytes: MiB }]) {
