@@ -208,7 +208,7 @@ async function admitAndPlace(deps: BootcStepDeps, run: StepRun<Phase>, request: 
     run.markWritten();
     held.scratch = await createScratch(deps.runner, { disk: device.name, ...layout.scratch, parentDir: join(deps.config.state_dir, 'scratch'), signal: run.signal, log: run.log });
     podman.store = held.scratch;
-    run.report(`container storage on ${device.name} at ${layout.scratch.offsetBytes} (${Math.round(layout.scratch.sizeBytes / 2 ** 20)} MiB, ${held.scratch.device})`, { ...layout.scratch, loop_device: held.scratch.device });
+    run.report(`container storage on ${device.name} at ${layout.scratch.offsetBytes} (${Math.round(layout.scratch.sizeBytes / 2 ** 20)} MiB, ${held.scratch.device})`, { scratch_offset: layout.scratch.offsetBytes, scratch_bytes: layout.scratch.sizeBytes, loop_device: held.scratch.device });
   }
   return { storage, device, layout };
 }

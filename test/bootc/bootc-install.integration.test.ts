@@ -630,7 +630,11 @@ describe('execute_bootc_install end to end (stand-in image, real registry, loop 
     assert.equal(r.root_size_mib, cs.root_grown_to_mib);
     // progress: the choice in admission, the scratch in disk, the growth in install
     assert.ok(outcome.progress.some((p) => p.phase === 'admission' && /container storage: disk \(auto\)/.test(String(p.message))));
-    assert.ok(outcome.progress.some((p) => p.phase === 'disk' && /container storage on /.test(String(p.message))));
+    const placed = outcome.progress.find((p) => p.phase === 'disk' && /container storage on /.test(String(p.message)));
+    assert.ok(placed, 'no progress report of the scratch');
+    assert.equal(placed.scratch_offset, cs.scratch_offset);
+    assert.equal(placed.scratch_bytes, cs.scratch_bytes);
+    assert.match(String(placed.loop_device), /^\/dev\/loop\d+$/);
     assert.ok(outcome.progress.some((p) => /root grown to \d+ MiB/.test(String(p.message))));
     // every podman call used the scratch's storage; the host storage never saw the image
     const podmanCalls = outcome.commands.filter((c) => c[0] === 'podman' && c.some((a) => a === 'pull' || a === 'run'));
