@@ -44,7 +44,7 @@ async function growFilesystem(runner: CommandRunner, fs: string, node: string, p
     return;
   }
   await mkdir(parentDir, { recursive: true, mode: 0o700 });
-  const mountpoint = await mkdtemp(join(parentDir, 'grow-'));
+  const mountpoint = await mkdtemp(join(parentDir, 'bootc-grow-'));
   try {
     await runner.run('mount', ['-t', fs, node, mountpoint], { signal, timeoutMs: 120_000 });
     try {

@@ -183,7 +183,7 @@ async function releaseScratch(deps: BootcStepDeps, run: StepRun<Phase>, held: He
   await held.containers!.removeProbe();
   await held.scratch.teardown();
   const end = layout.scratch.offsetBytes + layout.scratch.sizeBytes;
-  const growth = await growRoot(deps.runner, device, end, { parentDir: join(deps.config.state_dir, 'scratch'), signal: run.signal, log: run.log });
+  const growth = await growRoot(deps.runner, device, end, { parentDir: '/run', signal: run.signal, log: run.log });
   run.report(growth.root_grown_to_mib === null ? `root left at ${layout.rootMiB} MiB: ${growth.not_grown_because ?? ''}` : `root grown to ${growth.root_grown_to_mib} MiB`, { ...growth });
   return growth;
 }
@@ -206,7 +206,7 @@ async function admitAndPlace(deps: BootcStepDeps, run: StepRun<Phase>, request: 
   if (layout.scratch) {
     // From here on the disk is written (its tail): a failure tears the scratch down and wipes it.
     run.markWritten();
-    held.scratch = await createScratch(deps.runner, { disk: device.name, ...layout.scratch, parentDir: join(deps.config.state_dir, 'scratch'), signal: run.signal, log: run.log });
+    held.scratch = await createScratch(deps.runner, { disk: device.name, ...layout.scratch, signal: run.signal, log: run.log });
     podman.store = held.scratch;
     run.report(`container storage on ${device.name} at ${layout.scratch.offsetBytes} (${Math.round(layout.scratch.sizeBytes / 2 ** 20)} MiB, ${held.scratch.device})`, { scratch_offset: layout.scratch.offsetBytes, scratch_bytes: layout.scratch.sizeBytes, loop_device: held.scratch.device });
   }

@@ -10,7 +10,7 @@
  * mkfs writes only its own partitions, which end before the scratch's offset.
  * @module
  */
-import { mkdir, mkdtemp, readFile, rm, rmdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AgentError, describeError, toAgentError } from '../errors.ts';
 import type { CommandRunner } from '../exec/index.ts';
@@ -23,13 +23,13 @@ export interface ScratchOptions {
   disk: string;
   offsetBytes: number;
   sizeBytes: number;
-  /** A private directory under which the scratch is mounted (a new `scratch-*` inside it). */
-  parentDir: string;
   /**
-   * Where the short-lived run directory is made (a new `bootc-scratch-*` inside it; default
-   * /run): podman refuses a run root longer than 50 characters, and it belongs in memory.
+   * Where the scratch's private directory is made (a new `bootc-scratch-*`, default /run): its
+   * `mnt/` is the mountpoint, its `run/` podman's run root, which must stay in memory and
+   * short (podman refuses one longer than 50 characters). Not under state_dir, whose
+   * subdirectories a restarted agent removes recursively.
    */
-  runParent?: string | undefined;
+  parentDir?: string | undefined;
   signal?: AbortSignal | undefined;
   log?: Logger | undefined;
 }
@@ -42,7 +42,7 @@ export interface Scratch {
   containersDir: string;
   /** Temporary space (blob staging, /var/tmp of the install). */
   tmpDir: string;
-  /** Run root and libpod's temporary directory: in memory (runParent), not on the scratch. */
+  /** Run root and libpod's temporary directory: in memory, not on the scratch. */
   runDir: string;
   offsetBytes: number;
   sizeBytes: number;
@@ -96,11 +96,14 @@ export async function createScratch(runner: CommandRunner, options: ScratchOptio
   if (offsetBytes % MiB !== 0 || sizeBytes % MiB !== 0 || offsetBytes <= 0 || sizeBytes <= 0) {
     throw new AgentError('SCRATCH_FAILED', `Scratch offset ${offsetBytes} and size ${sizeBytes} must be positive multiples of 1 MiB`);
   }
-  await mkdir(options.parentDir, { recursive: true, mode: 0o700 });
-  const mountpoint = await mkdtemp(join(options.parentDir, 'scratch-'));
-  let runDir: string | undefined;
+  const parent = options.parentDir ?? '/run';
+  await mkdir(parent, { recursive: true, mode: 0o700 });
+  const base = await mkdtemp(join(parent, 'bootc-scratch-'));
+  const mountpoint = join(base, 'mnt');
+  const runDir = join(base, 'run');
+  await mkdir(mountpoint, { mode: 0o700 });
+  await mkdir(runDir, { mode: 0o700 });
   let device: string | undefined;
-  let mounted = false;
   let done: Promise<string[]> | undefined;
   const teardown = () => (done ??= (async () => {
     const steps: string[] = [];
@@ -113,21 +116,17 @@ export async function createScratch(runner: CommandRunner, options: ScratchOptio
         failures.push(`${label}: ${describeError(toAgentError(err))}`);
       }
     };
-    for (const top of [runDir, mounted ? mountpoint : undefined]) {
-      if (!top) continue;
-      for (const point of await mountsBelow(top)) {
-        await attempt(`umount ${point}`, () => runner.run('umount', [point], { timeoutMs: 60_000 }));
-      }
+    for (const point of await mountsBelow(base)) {
+      await attempt(`umount ${point}`, () => runner.run('umount', [point], { timeoutMs: 60_000 }));
     }
-    const run = runDir;
-    if (run && !failures.length) await attempt(`rm -r ${run}`, () => rm(run, { recursive: true, force: true }));
     if (device) {
       const loop = device;
       await attempt(`wipefs -a ${loop}`, () => runner.run('wipefs', ['-a', '-q', loop], { timeoutMs: 60_000 }));
       await attempt(`losetup -d ${loop}`, () => runner.run('losetup', ['-d', loop], { timeoutMs: 60_000 }));
     }
-    // rmdir, never a recursive rm: a scratch still mounted there must not be emptied
-    await attempt(`rmdir ${mountpoint}`, () => rmdir(mountpoint).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; }));
+    // never a recursive rm over anything still mounted: the scratch must not be emptied file by file
+    if (!(await mountsBelow(base)).length) await attempt(`rm -r ${base}`, () => rm(base, { recursive: true, force: true }));
+    else failures.push(`${base} still has mounts`);
     if (failures.length) {
       log?.error({ failures, steps }, 'scratch teardown incomplete');
       throw new AgentError('SCRATCH_FAILED', `Removing the scratch area on ${options.disk} failed: ${failures.join('; ')}`, { details: { steps, failures } });
@@ -139,8 +138,6 @@ export async function createScratch(runner: CommandRunner, options: ScratchOptio
     // -K: no discard of the range (slow on large disks, and the space is erased on the way out anyway)
     await runner.run('mkfs.xfs', ['-f', '-q', '-K', '-L', 'agentscratch', device], { signal, timeoutMs: 600_000 });
     await runner.run('mount', [device, mountpoint], { signal, timeoutMs: 60_000 });
-    mounted = true;
-    runDir = await mkdtemp(join(options.runParent ?? '/run', 'bootc-scratch-'));
     const scratch: Scratch = {
       device, mountpoint, offsetBytes, sizeBytes, teardown, runDir,
       containersDir: join(mountpoint, 'containers'),

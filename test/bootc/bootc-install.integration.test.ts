@@ -597,7 +597,10 @@ describe('execute_bootc_install end to end (stand-in image, real registry, loop 
   }
   function assertScratchGone(dev: string): Promise<void> {
     assert.deepEqual(loopsOn(dev), [], 'a loop device on the disk was left behind');
-    return mountsUnder(join(stateDir, 'scratch')).then((m) => assert.deepEqual(m, [], 'a scratch mount was left behind'));
+    return mountsUnder('/run/bootc-scratch-').then(async (m) => {
+      assert.deepEqual(m, [], 'a scratch mount was left behind');
+      assert.deepEqual((await readdir('/run')).filter((f) => f.startsWith('bootc-scratch-') || f.startsWith('bootc-grow-')), [], 'a scratch directory was left behind');
+    });
   }
 
   test('container storage on the disk: an image larger than the memory storage deploys, root grown over the scratch, config drive last', async (t) => {
@@ -639,7 +642,7 @@ describe('execute_bootc_install end to end (stand-in image, real registry, loop 
     // every podman call used the scratch's storage; the host storage never saw the image
     const podmanCalls = outcome.commands.filter((c) => c[0] === 'podman' && c.some((a) => a === 'pull' || a === 'run'));
     assert.ok(podmanCalls.length >= 3);
-    for (const c of podmanCalls) assert.ok(c.includes('--root') && c[c.indexOf('--root') + 1]!.startsWith(join(stateDir, 'scratch')), c.join(' '));
+    for (const c of podmanCalls) assert.ok(c.includes('--root') && c[c.indexOf('--root') + 1]!.startsWith('/run/bootc-scratch-'), c.join(' '));
     assert.equal(probe('podman', ['image', 'exists', pushed.reference]).status, 1, 'the image landed in the host storage');
     assert.deepEqual(staged.filter((f) => /^container_images|^storage/.test(f)), [], `podman staged blobs in /var/tmp: ${staged.join(', ')}`);
     await assertScratchGone(dev);

@@ -90,7 +90,8 @@ describe('scratch area on a real loop disk', { concurrency: false }, () => {
     probe('partx', ['-a', dev]);
     // 800 MiB ending 66 MiB before the disk's end, as src/bootc/layout.ts places it
     const place = { offsetBytes: (3072 - 66 - 800) * MiB, sizeBytes: 800 * MiB };
-    const scratch = await createScratch(runner, { disk: dev, ...place, parentDir: join(dir, 'state'), log: createSilentLogger() });
+    // the default parent (/run): podman's run root below it must stay within 50 characters
+    const scratch = await createScratch(runner, { disk: dev, ...place, log: createSilentLogger() });
     scratches.push(scratch);
     const payload = randomBytes(8 * MiB);
     await writeFile(join(scratch.containersDir, 'storage', 'blob'), payload);
