@@ -257,7 +257,7 @@ export function createAgent(deps: AgentDeps): Agent {
     const tls = await loadTls(deps, store, identity.advertiseHost, identity.conductor?.tlsMin);
     certificatePem = tls?.certPem;
     const router = createRouter({
-      executor, log, agentVersion: deps.version, startedAt,
+      executor, log, agentVersion: deps.version, startedAt, limits: config,
       getToken: () => identity?.token,
       getInventory: (signal) => collectInventory({
         runner: deps.runner, signal, log, bootif: config.bootif, includeLoop: config.include_loop_devices,
@@ -265,7 +265,9 @@ export function createAgent(deps: AgentDeps): Agent {
       }),
     });
     throwIfStopping(stopping);
-    server = await startApiServer({ router, log, host: config.listen_host, port: config.listen_port, maxBodyBytes: config.max_request_body_bytes, ...(tls ? { tls } : {}) });
+    server = await startApiServer({
+      router, log, host: config.listen_host, port: config.listen_port, maxBodyBytes: config.max_request_body_bytes, limits: config, ...(tls ? { tls } : {}),
+    });
     const port = config.advertise_port ?? server.address.port;
     callbackUrl = await settleCallbackUrl(store, log, buildCallbackUrl(tls ? 'https' : 'http', identity.advertiseHost, port));
     log.info({ callback_url: callbackUrl, node_uuid: identity.conductor?.nodeUuid }, 'agent ready');

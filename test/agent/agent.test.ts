@@ -210,6 +210,19 @@ describe('createAgent: the command API as the conductor uses it', () => {
   });
 });
 
+describe('createAgent: the API limits come from the configuration', () => {
+  it('refuses a body with more JSON entries than api_max_json_entries allows, and takes one within it', async (t) => {
+    const { conductor } = await startTestAgent(t, { extraSteps: [echoStep], config: { api_max_json_entries: 50 } });
+    await eventually(() => conductor.agentUrl, 5000, 'first heartbeat');
+    const params = (n: number) => ({ node: { uuid: 'n', instance_info: Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, i])) }, ports: [] });
+    const big = await conductor.callAgent({ method: 'POST', path: '/v1/commands/', query: { wait: 'true' }, body: { name: 'deploy.get_deploy_steps', params: params(100) } });
+    assert.equal(big.status, 413);
+    assert.equal((big.body as Json).error_code, 'REQUEST_JSON_TOO_COMPLEX');
+    const small = await conductor.callAgent({ method: 'POST', path: '/v1/commands/', query: { wait: 'true' }, body: { name: 'deploy.get_deploy_steps', params: params(10) } });
+    assert.equal(small.status, 200, JSON.stringify(small.body));
+  });
+});
+
 describe('createAgent: state survives a restart within one boot', () => {
   it('persists the token, certificate and callback URL and presents the same ones after stop() and a new createAgent', async (t) => {
     const conductor = await startFakeConductor({ macs: [MACS[0]!] });
