@@ -14,8 +14,10 @@ import { ociPullSection } from './bench/oci-pull.ts';
 import { rawLoopSection } from './bench/raw-loop.ts';
 import { zstdSection } from './bench/zstd.ts';
 import { deploySection } from './bench/deploy.ts';
+import { abuseSection } from './bench/abuse.ts';
+import { signaturesSection } from './bench/signatures.ts';
 
-const SECTIONS: Section[] = [startupSection, ociPullSection, rawLoopSection, zstdSection, deploySection];
+const SECTIONS: Section[] = [startupSection, ociPullSection, rawLoopSection, zstdSection, deploySection, abuseSection, signaturesSection];
 
 const HELP = `Usage: npm run bench [-- OPTIONS]
 

@@ -57,13 +57,14 @@ export const OPTIONS = [
   { key: 'disk_wait_attempts', cmdline: 'ipa-disk-wait-attempts', kind: 'int', default: 10, min: 1, help: 'Attempts to find a disk before a step fails.' },
   { key: 'disk_wait_delay', cmdline: 'ipa-disk-wait-delay', kind: 'number', default: 3, min: 0, help: 'Seconds between those attempts.' },
   { key: 'include_loop_devices', cmdline: 'bootc-agent-include-loop-devices', kind: 'bool', default: false, help: 'Also list loop devices as disks (tests and demos on loop devices; never on real hardware).' },
+  { key: 'container_storage', cmdline: 'bootc-agent-container-storage', kind: 'enum', choices: ['auto', 'memory', 'disk'], default: 'auto', help: 'Where execute_bootc_install keeps podman\'s storage and temporary files: memory (the ramdisk\'s /var/lib/containers and /var/tmp), disk (a scratch area in the target disk\'s tail, erased and given to root after the install), or auto (disk only when the image does not fit in memory with headroom). instance_info bootc_container_storage overrides it per node.' },
   { key: 'debug', cmdline: 'ipa-debug', kind: 'bool', default: false, help: 'Debug logging.' },
   { key: 'bootif', cmdline: 'BOOTIF', kind: 'string', help: 'PXE boot MAC (01-aa-bb-…), reported as inventory.boot.pxe_interface.' },
   { key: 'state_dir', cmdline: 'bootc-agent-state-dir', kind: 'string', default: '/run/bootc-agent', help: 'Where the token, certificate, callback URL and agent log are kept for the ramdisk lifetime.' },
   { key: 'log_file', cmdline: 'bootc-agent-log-file', kind: 'string', help: 'Agent log file (JSON lines); default <state_dir>/agent.log.' },
   { key: 'max_request_body_bytes', cmdline: 'bootc-agent-max-request-body', kind: 'int', default: 104857600, min: 1024, help: 'Largest accepted API request body (a 64 MiB config drive, gzipped and base64-encoded, fits).' },
   { key: 'api_max_connections', cmdline: 'bootc-agent-api-max-connections', kind: 'int', default: 64, min: 2, help: 'Most connections the agent API keeps open (TLS handshakes included); at the cap a new connection closes an idle one of the address holding the most (least recently used first), or is refused when none is idle.' },
-  { key: 'api_max_connections_per_address', cmdline: 'bootc-agent-api-max-connections-per-address', kind: 'int', default: 16, min: 1, help: 'Most connections the agent API keeps open from one client address; beyond it a new connection from that address closes that address\'s least recently used idle one, or is refused.' },
+  { key: 'api_max_connections_per_address', cmdline: 'bootc-agent-api-max-connections-per-address', kind: 'int', default: 16, min: 1, help: 'Most connections the agent API keeps open from one client address; beyond it a new connection from that address replaces one of its connections idle for a second or more, or is refused.' },
   { key: 'api_max_requests', cmdline: 'bootc-agent-api-max-requests', kind: 'int', default: 32, min: 1, help: 'Most requests the agent API answers at once (waiting ones included); beyond it a request answers 503 with Retry-After: 1.' },
   { key: 'api_header_timeout', cmdline: 'bootc-agent-api-header-timeout', kind: 'number', default: 10, min: 0.05, help: 'Seconds a client has for its TLS handshake, and for each request line and headers; then 408 and the connection is closed.' },
   { key: 'api_body_timeout', cmdline: 'bootc-agent-api-body-timeout', kind: 'number', default: 120, min: 0.05, help: 'Seconds a client has to send a whole request, body included (at least api_header_timeout); then 408 and the connection is closed.' },
@@ -163,6 +164,7 @@ export interface Config {
   disk_wait_attempts: number;
   disk_wait_delay: number;
   include_loop_devices: boolean;
+  container_storage: 'auto' | 'memory' | 'disk';
   debug: boolean;
   bootif?: string;
   state_dir: string;
