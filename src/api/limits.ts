@@ -5,30 +5,20 @@
  * options' defaults.
  * @module
  */
+import { OPTIONS, type Config, type OptionDef } from '../config/index.ts';
 
-export interface ApiLimits {
-  /** Connections open at once, TLS handshakes included. */
-  api_max_connections: number;
-  /** Connections open at once from one client address. */
-  api_max_connections_per_address: number;
-  /** Requests being answered at once, waiting ones included. */
-  api_max_requests: number;
-  /** Seconds for the TLS handshake, and for each request's line and headers. */
-  api_header_timeout: number;
-  /** Seconds for a whole request, body included. */
-  api_body_timeout: number;
-  /** Object members and array items in a JSON request body. */
-  api_max_json_entries: number;
-}
+const KEYS = [
+  'api_max_connections', 'api_max_connections_per_address', 'api_max_requests',
+  'api_header_timeout', 'api_body_timeout', 'api_max_json_entries',
+] as const;
 
-export const DEFAULT_API_LIMITS: Readonly<ApiLimits> = Object.freeze({
-  api_max_connections: 64,
-  api_max_connections_per_address: 16,
-  api_max_requests: 32,
-  api_header_timeout: 10,
-  api_body_timeout: 120,
-  api_max_json_entries: 10_000,
-});
+/** The limits, as the configuration declares them (src/config/options.ts says what each bounds). */
+export type ApiLimits = Pick<Config, (typeof KEYS)[number]>;
+
+/** The options' own defaults. */
+export const DEFAULT_API_LIMITS: Readonly<ApiLimits> = Object.freeze(Object.fromEntries(
+  KEYS.map((key) => [key, (OPTIONS as readonly OptionDef[]).find((o) => o.key === key)!.default]),
+) as unknown as ApiLimits);
 
 /** Nesting of a JSON request body: IPA's node and step documents need a handful of levels. */
 export const MAX_JSON_DEPTH = 64;

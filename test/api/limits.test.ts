@@ -96,9 +96,10 @@ describe('JSON shape check', () => {
 });
 
 describe('API limits', () => {
-  it('defaults to the configuration options\' defaults', () => {
-    const defaults = Object.fromEntries(OPTIONS.filter((o) => o.key in DEFAULT_API_LIMITS).map((o) => [o.key, 'default' in o ? o.default : undefined]));
-    assert.deepEqual(defaults, { ...DEFAULT_API_LIMITS });
+  it('defaults to the configuration options\' defaults, every one of them a positive number', () => {
+    assert.deepEqual(Object.keys(DEFAULT_API_LIMITS).sort(), OPTIONS.map((o) => o.key).filter((k) => k.startsWith('api_') && k !== 'api_url').sort());
+    for (const [key, value] of Object.entries(DEFAULT_API_LIMITS)) assert.ok(typeof value === 'number' && value > 0, `${key}: ${String(value)}`);
+    assert.equal(DEFAULT_API_LIMITS.api_max_json_entries, 10_000);
   });
 
   it('takes its keys from any object holding them (the agent\'s Config), defaults for the rest', () => {
