@@ -7,7 +7,7 @@
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { arch as osArch } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { StepContext } from '../commands/index.ts';
 import type { LoadedConfigDrive } from '../configdrive/index.ts';
 import { disposeConfigDrive, preloadConfigDrive } from '../deploy/configdrive.ts';
@@ -24,6 +24,7 @@ import type { BootcStepDeps } from './deps.ts';
 import { prepareInjectDir, runInstall, targetImgrefOf, type InstallPlan } from './install.ts';
 import { growRoot, type RootGrowth } from './grow-root.ts';
 import { planLayout, type LayoutPlan } from './layout.ts';
+import { storeArgs } from './podman-args.ts';
 import { probeBootc, pullImage, removeContainer, uniqueName, type PodmanDeps } from './podman.ts';
 import { parseBootcDeployRequest, type BootcDeployRequest } from './request.ts';
 import { resolveImage, startEarlyWork, type EarlyWork } from './resolve.ts';
@@ -208,6 +209,7 @@ async function admitAndPlace(deps: BootcStepDeps, run: StepRun<Phase>, request: 
     run.markWritten();
     held.scratch = await createScratch(deps.runner, { disk: device.name, ...layout.scratch, signal: run.signal, log: run.log });
     podman.store = held.scratch;
+    run.recordScratch(dirname(held.scratch.mountpoint), storeArgs(held.scratch));
     run.report(`container storage on ${device.name} at ${layout.scratch.offsetBytes} (${Math.round(layout.scratch.sizeBytes / 2 ** 20)} MiB, ${held.scratch.device})`, { scratch_offset: layout.scratch.offsetBytes, scratch_bytes: layout.scratch.sizeBytes, loop_device: held.scratch.device });
   }
   return { storage, device, layout };

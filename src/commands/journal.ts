@@ -25,6 +25,10 @@ export const JournalEntry = z.looseObject({
   written: z.boolean().default(false),
   /** Containers of the command, recorded before they are started. */
   containers: z.array(z.string()).default([]),
+  /** The podman options of the store the containers are in, when not the host's (a scratch area on the disk). */
+  store_args: z.array(z.string()).optional(),
+  /** The private directory of that scratch area (mounts below it). */
+  scratch_dir: z.string().optional(),
   /** Why the agent stopped the command (shutdown), when it did. */
   stopped: z.string().optional(),
 });
@@ -35,7 +39,7 @@ export interface CommandJournal {
   /** Merges facts into the entry (`containers` are added to those already recorded). */
   record(facts: JournalFacts): void;
 }
-export type JournalFacts = Partial<Pick<JournalEntry, 'step' | 'phase' | 'device' | 'written' | 'containers' | 'stopped'>>;
+export type JournalFacts = Partial<Pick<JournalEntry, 'step' | 'phase' | 'device' | 'written' | 'containers' | 'store_args' | 'scratch_dir' | 'stopped'>>;
 
 /** Where the journal lives: the state store (src/state) implements it. */
 export interface JournalStorage {

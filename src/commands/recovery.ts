@@ -11,7 +11,7 @@
 import { readdir, rm } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { wipeDisk } from '../disk/index.ts';
+import { removeScratchLeftovers, wipeDisk } from '../disk/index.ts';
 import { AgentError, describeError, toAgentError } from '../errors.ts';
 import type { CommandRunner } from '../exec/index.ts';
 import type { Logger } from '../log/index.ts';
@@ -35,6 +35,8 @@ export interface RecoveryDeps {
 export interface RecoveryCleanup {
   /** The containers removed, or why they could not be. */
   containers: string[] | string;
+  /** What was removed of a scratch area on the disk (disk mode), and what failed. */
+  scratch?: { steps: string[]; failures: string[] };
   /** `wiped`, `not written`, `no disk chosen`, or why the wipe failed. */
   disk: string;
   /** Entries of `state_dir` removed. */
@@ -58,8 +60,12 @@ export async function recoverInterruptedCommand(deps: RecoveryDeps): Promise<Wir
   }
   const { entry } = left;
   log.warn({ journal: entry }, 'the previous run was interrupted during a command: cleaning up before the API listens');
+  const containers = await removeContainers(deps, entry.containers, entry.store_args ?? [], log);
+  // A scratch area (disk mode) is unmounted and detached before its disk is wiped.
+  const scratch = entry.device && entry.written ? await removeScratchLeftovers(deps.runner, entry.device, entry.scratch_dir, log) : undefined;
   const cleanup: RecoveryCleanup = {
-    containers: await removeContainers(deps, entry.containers, log),
+    containers,
+    ...(scratch && (scratch.steps.length || scratch.failures.length) ? { scratch } : {}),
     disk: !entry.device ? 'no disk chosen' : entry.written ? await wipeDisk(deps.runner, entry.device, { log }) : 'not written',
     temporary: await removeTemporary(deps, log),
   };
@@ -94,16 +100,16 @@ function interruptedError(entry: JournalEntry, cleanup: RecoveryCleanup): AgentE
 
 // By name only (never a pattern): `--time 0` kills at once, since a privileged install left
 // running keeps writing the disk. A container podman is still removing counts until it is gone.
-async function removeContainers(deps: RecoveryDeps, names: readonly string[], log: Logger): Promise<string[] | string> {
+async function removeContainers(deps: RecoveryDeps, names: readonly string[], store: readonly string[], log: Logger): Promise<string[] | string> {
   if (names.length === 0) return [];
   let failure = '';
   for (let attempt = 1; attempt <= 3; attempt++) {
     try {
-      await deps.runner.run('podman', ['rm', '--force', '--ignore', '--time', '0', '--', ...names], { timeoutMs: 60_000 });
+      await deps.runner.run('podman', [...store, 'rm', '--force', '--ignore', '--time', '0', '--', ...names], { timeoutMs: 60_000 });
     } catch (err) {
       failure = describeError(toAgentError(err));
     }
-    const left = await existingContainers(deps.runner, names);
+    const left = await existingContainers(deps.runner, names, store);
     if (left.length === 0) {
       log.info({ containers: names }, 'containers of the interrupted command removed');
       return [...names];
@@ -116,10 +122,10 @@ async function removeContainers(deps: RecoveryDeps, names: readonly string[], lo
 }
 
 // `podman container exists` answers 0 (exists) or 1 (does not).
-async function existingContainers(runner: CommandRunner, names: readonly string[]): Promise<string[]> {
+async function existingContainers(runner: CommandRunner, names: readonly string[], store: readonly string[]): Promise<string[]> {
   const present: string[] = [];
   for (const name of names) {
-    const r = await runner.run('podman', ['container', 'exists', '--', name], { okExitCodes: [0, 1], timeoutMs: 60_000 }).catch(() => ({ exitCode: 0 }));
+    const r = await runner.run('podman', [...store, 'container', 'exists', '--', name], { okExitCodes: [0, 1], timeoutMs: 60_000 }).catch(() => ({ exitCode: 0 }));
     if (r.exitCode === 0) present.push(name);
   }
   return present;

@@ -91,6 +91,11 @@ export class StepRun<P extends string> {
     this.#journal?.record({ containers: names });
   }
 
+  /** A scratch area on the disk: its directory, and the podman options of the store the containers live in there. */
+  recordScratch(dir: string, storeArgs: readonly string[]): void {
+    this.#journal?.record({ scratch_dir: dir, store_args: [...storeArgs] });
+  }
+
   /** Milliseconds per finished phase, and the total. */
   timings(): Record<string, number> {
     return { ...this.#timings, total_ms: Math.round(performance.now() - this.#started) };

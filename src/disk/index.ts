@@ -51,5 +51,5 @@ export { waitForRootDevice } from './wait.ts';
 export type { RootDeviceFound, Sleep, WaitForRootDeviceOptions } from './wait.ts';
 export { buildGptWipeArgs, eraseDiskMetadata, gptSectors, wipeDisk } from './wipe.ts';
 export type { EraseDiskOptions, WipeDiskOptions } from './wipe.ts';
-export { createScratch, mountsBelow } from './scratch.ts';
+export { createScratch, mountsBelow, removeScratchLeftovers } from './scratch.ts';
 export type { Scratch, ScratchOptions } from './scratch.ts';

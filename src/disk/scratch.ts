@@ -89,6 +89,21 @@ async function attachScratchLoop(runner: CommandRunner, options: ScratchOptions)
   }
 }
 
+// A clean-up goes on past a failed step: each step's label lands in `steps` or, with why, in `failures`.
+function cleanupSteps() {
+  const steps: string[] = [];
+  const failures: string[] = [];
+  const attempt = async (label: string, fn: () => Promise<unknown>): Promise<void> => {
+    try {
+      await fn();
+      steps.push(label);
+    } catch (err) {
+      failures.push(`${label}: ${describeError(toAgentError(err))}`);
+    }
+  };
+  return { steps, failures, attempt };
+}
+
 /** Creates, formats (xfs) and mounts the scratch; on any failure nothing of it stays. */
 export async function createScratch(runner: CommandRunner, options: ScratchOptions): Promise<Scratch> {
   assertDisk(options.disk);
@@ -106,16 +121,7 @@ export async function createScratch(runner: CommandRunner, options: ScratchOptio
   let device: string | undefined;
   let done: Promise<string[]> | undefined;
   const teardown = () => (done ??= (async () => {
-    const steps: string[] = [];
-    const failures: string[] = [];
-    const attempt = async (label: string, fn: () => Promise<unknown>) => {
-      try {
-        await fn();
-        steps.push(label);
-      } catch (err) {
-        failures.push(`${label}: ${describeError(toAgentError(err))}`);
-      }
-    };
+    const { steps, failures, attempt } = cleanupSteps();
     for (const point of await mountsBelow(base)) {
       await attempt(`umount ${point}`, () => runner.run('umount', [point], { timeoutMs: 60_000 }));
     }
@@ -152,4 +158,31 @@ export async function createScratch(runner: CommandRunner, options: ScratchOptio
     if (err instanceof AgentError) throw err;
     throw new AgentError('SCRATCH_FAILED', `Setting up the scratch area on ${options.disk} failed: ${describeError(toAgentError(err))}`, { cause: err, details: { offset: offsetBytes, size: sizeBytes } });
   }
+}
+
+/**
+ * What an agent killed during a deploy in disk mode leaves of its scratch area: its private
+ * directory `dir` (the scratch and podman's run root mounted below it), if one was recorded, and
+ * the loop devices on `disk`. Unmounts deepest first, erases and detaches every loop device on
+ * the disk (only a scratch puts one there), and removes the directory once nothing is mounted.
+ * Never throws: returns what it did and what failed.
+ */
+export async function removeScratchLeftovers(runner: CommandRunner, disk: string, dir: string | undefined, log?: Logger): Promise<{ steps: string[]; failures: string[] }> {
+  assertDisk(disk);
+  const { steps, failures, attempt } = cleanupSteps();
+  const bases = dir ? [dir] : [];
+  for (const base of bases) {
+    for (const point of await mountsBelow(base)) await attempt(`umount ${point}`, () => runner.run('umount', [point], { timeoutMs: 60_000 }));
+  }
+  const listed = await runner.run('losetup', ['--noheadings', '--output', 'NAME', '--associated', disk], { timeoutMs: 60_000 }).catch(() => ({ stdout: '' }));
+  for (const loop of listed.stdout.split('\n').map((l) => l.trim()).filter((l) => /^\/dev\/loop\d+$/.test(l))) {
+    await attempt(`wipefs -a ${loop}`, () => runner.run('wipefs', ['-a', '-q', loop], { timeoutMs: 60_000 }));
+    await attempt(`losetup -d ${loop}`, () => runner.run('losetup', ['-d', loop], { timeoutMs: 60_000 }));
+  }
+  for (const base of bases) {
+    if ((await mountsBelow(base)).length) failures.push(`${base} still has mounts`);
+    else await attempt(`rm -r ${base}`, () => rm(base, { recursive: true, force: true }));
+  }
+  if (failures.length) log?.error({ failures, steps }, 'scratch leftovers not all removed');
+  return { steps, failures };
 }

@@ -104,4 +104,27 @@ describe('recovery of an interrupted command', () => {
     assert.equal(json, undefined);
     assert.deepEqual(await readdir(stateDir), []);
   });
+
+  // Issue 14's disk mode: the containers live in the scratch's store, and the scratch (a loop
+  // device on the disk, mounted below its private directory) must go before the disk is wiped.
+  it('in disk mode removes the containers from the scratch store, then erases and detaches the scratch before the wipe', async (t) => {
+    const scratchDir = await tempDir(t, 'scratch-');
+    const store = ['--root', `${scratchDir}/mnt/containers/storage`, '--runroot', `${scratchDir}/run/storage`, '--tmpdir', `${scratchDir}/run/libpod`];
+    const { stateDir, journal } = await setup(t, { ...KILLED_MID_INSTALL, store_args: store, scratch_dir: scratchDir });
+    const runner = createFakeRunner([
+      ...recoveryAnswers().map((a) => ({ ...a, argv: (argv: readonly string[]) => (typeof a.argv === 'function' ? a.argv(argv[0] === 'podman' ? ['podman', ...argv.slice(1 + store.length)] : argv) : false) })),
+      { argv: (a) => a[0] === 'losetup' && a.includes('--associated'), stdout: '/dev/loop7\n', times: Infinity },
+      { argv: (a) => (a[0] === 'losetup' && a[1] === '-d') || (a[0] === 'wipefs' && a.includes('/dev/loop7')), times: Infinity },
+    ]);
+    const result = await recoverInterruptedCommand({ runner, log: createSilentLogger(), journal, stateDir });
+    assert.equal(result?.command_status, 'FAILED');
+    const lines = runner.commandLines();
+    assert.equal(lines[0], `podman ${store.join(' ')} rm --force --ignore --time 0 -- bootc-agent-install-0a1b2c3d4e bootc-agent-probe-0a1b2c3d4e`);
+    const erase = lines.indexOf('wipefs -a -q /dev/loop7');
+    const detach = lines.indexOf('losetup -d /dev/loop7');
+    const wipe = lines.indexOf('sgdisk --zap-all -- /dev/vda');
+    assert.ok(erase > 0 && detach > erase && wipe > detach, lines.join('\n'));
+    assert.match(result!.command_error!.details, /"scratch":\{"steps":\["wipefs -a \/dev\/loop7","losetup -d \/dev\/loop7","rm -r [^"]+"\],"failures":\[\]\}/);
+    assert.equal((await readdir(join(scratchDir, '..'))).includes(scratchDir.split('/').pop()!), false, 'the scratch directory is gone');
+  });
 });
