@@ -42,7 +42,7 @@ import {
   buildStandinImages, buildStandinVariant, pushForeignArchImage, pushNotBootable, pushStandin, standinUnavailable, startStandinRegistry,
   STANDIN_BOOTC_VERSION, STANDIN_CANARIES, STANDIN_PULL_SECRET, STANDIN_REGISTRY_USERNAME,
 } from '../helpers/standin-image.ts';
-import { toolMissing } from '../helpers/tools.ts';
+import { probe, sh, toolMissing } from '../helpers/tools.ts';
 
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
@@ -57,19 +57,6 @@ function skipReason(): string | undefined {
   if (missing) return missing;
   if (process.arch !== 'x64') return 'the assertions below describe the x86_64 layout';
   return undefined;
-}
-
-function sh(file: string, args: string[]): string {
-  return execFileSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-function probe(file: string, args: string[]): { status: number; stdout: string } {
-  try {
-    return { status: 0, stdout: sh(file, args) };
-  } catch (err) {
-    const e = err as { status?: number; stdout?: string };
-    return { status: e.status ?? -1, stdout: e.stdout ?? '' };
-  }
 }
 
 /** A sparse file on a loop device, detached (with its partition nodes) by `dispose`. */

@@ -6,7 +6,6 @@
  * with the reason otherwise. Only this file's loop devices and mounts are touched.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,7 +15,7 @@ import { growRoot } from '../../src/bootc/grow-root.ts';
 import { createExecaRunner, type CommandRunner } from '../../src/exec/index.ts';
 import { createSilentLogger } from '../../src/log/index.ts';
 import { attachLoop, type LoopDevice } from '../helpers/loop.ts';
-import { hasCommand, toolMissing } from '../helpers/tools.ts';
+import { hasCommand, sh, toolMissing } from '../helpers/tools.ts';
 
 const MiB = 2 ** 20;
 const DISK_MIB = 2048;
@@ -30,10 +29,6 @@ function skipReason(): string | undefined {
   if (missing) return missing;
   if (!existsSync('/dev/loop-control')) return 'needs /dev/loop-control (loop device support)';
   return undefined;
-}
-
-function sh(file: string, args: string[], input?: string): string {
-  return execFileSync(file, args, { encoding: 'utf8', input, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
 }
 
 interface Row { node: string; start: number; size: number; type: string; uuid: string; name: string }

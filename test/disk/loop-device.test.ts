@@ -16,7 +16,7 @@ import { eraseDevicesMetadata, listBlockDevices, wipeDisk } from '../../src/disk
 import { createExecaRunner } from '../../src/exec/index.ts';
 import { createSilentLogger } from '../../src/log/index.ts';
 import { attachLoop, type LoopDevice } from '../helpers/loop.ts';
-import { toolMissing } from '../helpers/tools.ts';
+import { probe, sh, toolMissing } from '../helpers/tools.ts';
 
 const TOOLS = ['losetup', 'sgdisk', 'sfdisk', 'partx', 'mkfs.ext4', 'wipefs', 'blkid', 'lsblk', 'blockdev', 'dd'];
 
@@ -26,20 +26,6 @@ function skipReason(): string | undefined {
   if (missing) return missing;
   if (!existsSync('/dev/loop-control')) return 'needs /dev/loop-control (loop device support)';
   return undefined;
-}
-
-// Exit code and output of a command that may fail (blkid exits 2 when it finds nothing).
-function probe(file: string, args: string[]): { status: number; stdout: string } {
-  try {
-    return { status: 0, stdout: execFileSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) };
-  } catch (err) {
-    const e = err as { status?: number; stdout?: string };
-    return { status: e.status ?? -1, stdout: e.stdout ?? '' };
-  }
-}
-
-function run(file: string, args: string[]): string {
-  return execFileSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
 function kernelPartitions(dev: string): number[] {
@@ -114,17 +100,17 @@ describe('real loop device', () => {
     const backup = join(dir, 'layout.gpt');
     // The disk's layout: 8 MiB, then an ext4 partition.
     probe('partx', ['-d', '--', dev]);
-    run('sgdisk', ['--zap-all', dev]);
-    run('sgdisk', ['-n1:0:+8M', '-n2:0:0', dev]);
-    run('partx', ['-a', '--', dev]);
-    run('mkfs.ext4', ['-q', '-L', 'victim', `${dev}p2`]);
-    run('sgdisk', [`--backup=${backup}`, dev]);
+    sh('sgdisk', ['--zap-all', dev]);
+    sh('sgdisk', ['-n1:0:+8M', '-n2:0:0', dev]);
+    sh('partx', ['-a', '--', dev]);
+    sh('mkfs.ext4', ['-q', '-L', 'victim', `${dev}p2`]);
+    sh('sgdisk', [`--backup=${backup}`, dev]);
     // The kernel is left with an older layout (three partitions elsewhere), the disk keeps its own.
-    run('partx', ['-d', '--', dev]);
-    run('sgdisk', ['--zap-all', dev]);
-    run('sgdisk', ['-n1:0:+20M', '-n2:0:+20M', '-n3:0:0', dev]);
-    run('partx', ['-a', '--', dev]);
-    run('sgdisk', [`--load-backup=${backup}`, dev]);
+    sh('partx', ['-d', '--', dev]);
+    sh('sgdisk', ['--zap-all', dev]);
+    sh('sgdisk', ['-n1:0:+20M', '-n2:0:+20M', '-n3:0:0', dev]);
+    sh('partx', ['-a', '--', dev]);
+    sh('sgdisk', [`--load-backup=${backup}`, dev]);
     assert.deepEqual(kernelPartitions(dev), [1, 2, 3], 'setup: the kernel knows the older layout');
 
     assert.equal(await wipeDisk(runner, dev, { log: createSilentLogger() }), 'wiped');
@@ -132,16 +118,16 @@ describe('real loop device', () => {
     assert.equal(probe('wipefs', ['--no-act', '--', dev]).stdout.trim(), '', 'no signatures left');
     assert.deepEqual(kernelPartitions(dev), [], 'no partition nodes are left');
     // The ext4 of the table's partition 2 is gone too, not only the table.
-    run('sgdisk', [`--load-backup=${backup}`, dev]);
-    run('partx', ['-a', '--', dev]);
+    sh('sgdisk', [`--load-backup=${backup}`, dev]);
+    sh('partx', ['-a', '--', dev]);
     assert.doesNotMatch(probe('blkid', ['-p', `${dev}p2`]).stdout, /\bTYPE="ext4"/, 'the old filesystem is wiped');
-    run('partx', ['-d', '--', dev]);
+    sh('partx', ['-d', '--', dev]);
   });
 
   test('wipeDisk: a disk without a partition table is wiped too', async (t) => {
     if (reason || !loop) return t.skip(reason);
-    run('sgdisk', ['--zap-all', loop]);
-    run('mkfs.ext4', ['-q', '-F', loop]);
+    sh('sgdisk', ['--zap-all', loop]);
+    sh('mkfs.ext4', ['-q', '-F', loop]);
     assert.equal(await wipeDisk(runner, loop, { log: createSilentLogger() }), 'wiped');
     assert.equal(probe('blkid', ['-p', loop]).status, 2, 'blkid finds nothing on the disk');
   });

@@ -8,7 +8,6 @@
  * file's loop devices and mounts are touched, removed in `after` even when a test fails.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -20,7 +19,7 @@ import { isAgentError } from '../../src/errors.ts';
 import { createExecaRunner, type CommandRunner } from '../../src/exec/index.ts';
 import { createSilentLogger } from '../../src/log/index.ts';
 import { attachLoop, type LoopDevice } from '../helpers/loop.ts';
-import { toolMissing } from '../helpers/tools.ts';
+import { probe, sh, toolMissing } from '../helpers/tools.ts';
 
 const MiB = 2 ** 20;
 
@@ -45,19 +44,6 @@ function skipReason(): string | undefined {
   if (missing) return missing;
   if (!existsSync('/dev/loop-control')) return 'needs /dev/loop-control (loop device support)';
   return undefined;
-}
-
-function sh(file: string, args: string[], input?: string): string {
-  return execFileSync(file, args, { encoding: 'utf8', input, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
-}
-
-function probe(file: string, args: string[]): { status: number; stdout: string } {
-  try {
-    return { status: 0, stdout: sh(file, args) };
-  } catch (err) {
-    const e = err as { status?: number; stdout?: string };
-    return { status: e.status ?? -1, stdout: e.stdout ?? '' };
-  }
 }
 
 // Loop devices whose backing file is the disk (the scratch's kind).

@@ -20,3 +20,18 @@ export function toolMissing(...tools: string[]): string | undefined {
   const missing = tools.find((t) => !hasCommand(t));
   return missing ? `needs ${missing} on PATH` : undefined;
 }
+
+/** Runs a command and returns its stdout; throws on a non-zero exit (`input` goes to its stdin). */
+export function sh(file: string, args: readonly string[], input?: string): string {
+  return execFileSync(file, args, { encoding: 'utf8', input, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+}
+
+/** Exit status and stdout of a command that may fail (blkid exits 2 when it finds nothing). */
+export function probe(file: string, args: readonly string[]): { status: number; stdout: string } {
+  try {
+    return { status: 0, stdout: sh(file, args) };
+  } catch (err) {
+    const e = err as { status?: number; stdout?: string };
+    return { status: e.status ?? -1, stdout: e.stdout ?? '' };
+  }
+}
