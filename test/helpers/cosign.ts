@@ -38,6 +38,9 @@ async function build(): Promise<void> {
 
 /** The trixie root with cosign, built once; resolves to a reason string when it cannot be built. */
 export async function ensureCosignRoot(): Promise<string | undefined> {
+  // The lock is a directory in the cache: without the cache (a fresh clone) every mkdir of it
+  // would fail as if another build held it.
+  await mkdir(CACHE, { recursive: true });
   for (let waited = 0; !existsSync(COSIGN_ROOT); waited += 500) {
     try {
       await mkdir(LOCK);
