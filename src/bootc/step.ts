@@ -16,6 +16,7 @@ import { runPhasedStep, type StepRun } from '../deploy/phased-step.ts';
 import { reportSignatures, signaturesResult } from '../deploy/signatures.ts';
 import { createScratch, describePartitions, freeTailBytes, type Scratch } from '../disk/index.ts';
 import { AgentError } from '../errors.ts';
+import { MiB } from '../io/sizes.ts';
 import type { ImageInspection } from '../oci/index.ts';
 import { chooseContainerStorage, type StorageChoice } from './admission.ts';
 import { podmanAuthJson } from './auth-file.ts';
@@ -210,7 +211,7 @@ async function admitAndPlace(deps: BootcStepDeps, run: StepRun<Phase>, request: 
     held.scratch = await createScratch(deps.runner, { disk: device.name, ...layout.scratch, signal: run.signal, log: run.log });
     podman.store = held.scratch;
     run.recordScratch(dirname(held.scratch.mountpoint), storeArgs(held.scratch));
-    run.report(`container storage on ${device.name} at ${layout.scratch.offsetBytes} (${Math.round(layout.scratch.sizeBytes / 2 ** 20)} MiB, ${held.scratch.device})`, { scratch_offset: layout.scratch.offsetBytes, scratch_bytes: layout.scratch.sizeBytes, loop_device: held.scratch.device });
+    run.report(`container storage on ${device.name} at ${layout.scratch.offsetBytes} (${Math.round(layout.scratch.sizeBytes / MiB)} MiB, ${held.scratch.device})`, { scratch_offset: layout.scratch.offsetBytes, scratch_bytes: layout.scratch.sizeBytes, loop_device: held.scratch.device });
   }
   return { storage, device, layout };
 }

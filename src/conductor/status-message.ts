@@ -5,6 +5,7 @@
  * instead of leaving its last progress line on the node.
  * @module
  */
+import { MiB } from '../io/sizes.ts';
 
 /** The running command as the heartbeat describes it (the executor's `current()`). */
 export interface RunningCommand {
@@ -20,7 +21,7 @@ export function progressMessage(command: RunningCommand): string {
   const { name, progress } = command;
   if (!progress) return `running ${name}`;
   const bytes = progress.bytes_total
-    ? ` (${Math.floor(((progress.bytes_done ?? 0) * 100) / progress.bytes_total)}% of ${Math.ceil(progress.bytes_total / 1048576)} MiB)`
+    ? ` (${Math.floor(((progress.bytes_done ?? 0) * 100) / progress.bytes_total)}% of ${Math.ceil(progress.bytes_total / MiB)} MiB)`
     : '';
   return `${name}: ${progress.phase}: ${progress.message}${bytes}`.slice(0, MAX_MESSAGE);
 }

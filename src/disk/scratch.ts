@@ -14,9 +14,9 @@ import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AgentError, describeError, toAgentError } from '../errors.ts';
 import type { CommandRunner } from '../exec/index.ts';
+import { MiB } from '../io/sizes.ts';
 import type { Logger } from '../log/index.ts';
 
-const MiB = 2 ** 20;
 
 export interface ScratchOptions {
   /** The whole disk (/dev/…); the scratch is `[offsetBytes, offsetBytes + sizeBytes)` of it. */
