@@ -4,7 +4,7 @@
  * @module
  */
 import type { Config } from '../config/index.ts';
-import type { ConfigDriveTls } from '../deploy/configdrive.ts';
+import type { ConfigDriveSettings } from '../deploy/configdrive.ts';
 import type { DiskFinishDeps } from '../deploy/finish.ts';
 import type { CommandRunner } from '../exec/index.ts';
 import type { OciClient } from '../oci/index.ts';
@@ -12,7 +12,7 @@ import type { ContainerStorageMode } from './admission.ts';
 
 export interface BootcStepDeps extends DiskFinishDeps {
   runner: CommandRunner;
-  config: Pick<Config, 'disable_bootc_deploy' | 'disk_wait_attempts' | 'disk_wait_delay' | 'include_loop_devices' | 'state_dir'> & ConfigDriveTls & {
+  config: Pick<Config, 'disable_bootc_deploy' | 'disk_wait_attempts' | 'disk_wait_delay' | 'include_loop_devices' | 'state_dir'> & ConfigDriveSettings & {
     /** The agent option of that name (src/config/options.ts); absent: auto. */
     container_storage?: ContainerStorageMode | undefined;
   };

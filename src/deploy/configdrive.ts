@@ -16,15 +16,15 @@ import type { StepRun } from './phased-step.ts';
  * where the loaded drive is kept: an agent killed mid-deploy removes what it finds there when it
  * starts again.
  */
-export type ConfigDriveTls = Partial<Pick<Config, 'insecure' | 'ca_file' | 'state_dir'>>;
+export type ConfigDriveSettings = Partial<Pick<Config, 'insecure' | 'ca_file' | 'state_dir'>>;
 
 /** The loaded config drive, or null when the step has none. */
-export async function preloadConfigDrive(value: string | null | undefined, tls: ConfigDriveTls, run: StepRun<string>, signal = run.signal): Promise<LoadedConfigDrive | null> {
+export async function preloadConfigDrive(value: string | null | undefined, settings: ConfigDriveSettings, run: StepRun<string>, signal = run.signal): Promise<LoadedConfigDrive | null> {
   if (!value) return null;
-  const ca = await readCaFile(tls.ca_file);
-  if (tls.state_dir) await mkdir(tls.state_dir, { recursive: true, mode: 0o700 });
+  const ca = await readCaFile(settings.ca_file);
+  if (settings.state_dir) await mkdir(settings.state_dir, { recursive: true, mode: 0o700 });
   run.log.info('loading the config drive before the disk is touched');
-  return loadConfigDrive(value, { signal, log: run.log, insecure: tls.insecure ?? false, ca, tmpDir: tls.state_dir });
+  return loadConfigDrive(value, { signal, log: run.log, insecure: settings.insecure ?? false, ca, tmpDir: settings.state_dir });
 }
 
 /** Removes a loaded config drive's temporary files; never fails the step. */
