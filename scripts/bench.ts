@@ -16,8 +16,9 @@ import { zstdSection } from './bench/zstd.ts';
 import { deploySection } from './bench/deploy.ts';
 import { abuseSection } from './bench/abuse.ts';
 import { signaturesSection } from './bench/signatures.ts';
+import { storageSection } from './bench/storage.ts';
 
-const SECTIONS: Section[] = [startupSection, ociPullSection, rawLoopSection, zstdSection, deploySection, abuseSection, signaturesSection];
+const SECTIONS: Section[] = [startupSection, ociPullSection, rawLoopSection, zstdSection, deploySection, abuseSection, signaturesSection, storageSection];
 
 const HELP = `Usage: npm run bench [-- OPTIONS]
 
