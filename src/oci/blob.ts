@@ -2,11 +2,13 @@
  * Blob streaming: size and digest verified on the fly, resume with a bounded `Range` after an
  * interruption (206 + exact `Content-Range` required; 200 restarts from zero with the already
  * emitted prefix re-checked; 416 restarts once), every attempt re-entering via the registry URL.
+ * Given several sessions (mirrors, then the origin), a source that gives up hands the download to
+ * the next one at the byte it reached: the hash state and the emitted prefix carry over.
  * @module
  */
 import type { Hash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { AgentError } from '../errors.ts';
+import { AgentError, isAgentError, type ErrorCode } from '../errors.ts';
 import { createDigestHash, parseDigest, type DigestAlgorithm } from './digest.ts';
 import { cancelBody, cancelled, header, isRetryableNetworkError, type HttpResponse } from './http.ts';
 import { retryDelay } from './retry.ts';
@@ -22,8 +24,21 @@ export interface BlobProgress {
 export interface BlobOptions {
   signal?: AbortSignal | undefined;
   onProgress?: ((progress: BlobProgress) => void) | undefined;
-  /** Interruptions to resume from before giving up (default 5). */
+  /** Interruptions to resume from before a source gives up (default 5, counted per source). */
   maxResumes?: number | undefined;
+  /**
+   * Called when the download moves on to `sessions[index]` because the previous source gave up
+   * with `err`; the last call names the source that served the rest of the blob.
+   */
+  onSource?: ((index: number, err: unknown) => void) | undefined;
+}
+
+/** One source that gave up, as the final error's details list it. */
+export interface BlobSourceFailure {
+  registry: string;
+  repository: string;
+  code: string;
+  message: string;
 }
 
 const PROGRESS_STEP = 1024 * 1024;
@@ -31,6 +46,21 @@ const BATCH_BYTES = 64 * 1024;
 
 class Truncated extends Error {
   readonly code = 'BLOB_TRUNCATED';
+}
+
+/** An interruption the same source may resume from: a cut body or a transient network error. */
+function isInterruption(err: unknown): boolean {
+  return err instanceof Truncated || isRetryableNetworkError(err);
+}
+
+/**
+ * What another source cannot fix either: a cancellation, content that contradicts the descriptor,
+ * or an error that is neither the registry's nor the network's.
+ */
+function isFinal(err: unknown, signal: AbortSignal | undefined): boolean {
+  if (cancelled(signal, err)) return true;
+  if (isAgentError(err)) return !err.code.startsWith('REGISTRY_');
+  return !isInterruption(err) && typeof (err as { code?: unknown } | null)?.code !== 'string';
 }
 
 function mismatch(d: Descriptor, message: string, details: Record<string, unknown> = {}): AgentError {
@@ -50,17 +80,20 @@ function checkContentRange(res: HttpResponse, offset: number, size: number, d: D
 
 /** One blob download across its attempts: what was hashed, what the consumer already has. */
 class BlobDownload {
-  readonly #session: RegistrySession;
+  readonly #sessions: readonly RegistrySession[];
   readonly #d: Descriptor;
   readonly #options: BlobOptions;
   readonly #algorithm: DigestAlgorithm;
-  readonly #path: string;
+  /** The source in use: an index into `#sessions`. */
+  #source = 0;
+  readonly #failures: { err: unknown; failure: BlobSourceFailure }[] = [];
   /** Bytes handed to the consumer (yielded or batched): never taken back. */
   #emitted = 0;
   #hasher: Hash;
   /** Bytes fed to `#hasher`, i.e. where the next Range starts. */
   #position = 0;
   #useRange = true;
+  /** Interruptions of the current source. */
   #resumes = 0;
   #lastProgress = 0;
   /** After a restart from zero, the bytes already emitted are re-read and must hash the same. */
@@ -70,13 +103,17 @@ class BlobDownload {
   #batch: Buffer[] = [];
   #batched = 0;
 
-  constructor(session: RegistrySession, d: Descriptor, options: BlobOptions) {
+  constructor(sessions: readonly RegistrySession[], d: Descriptor, options: BlobOptions) {
+    if (sessions.length === 0) throw new AgentError('INTERNAL', `blob ${d.digest}: no source to download it from`);
     this.#algorithm = parseDigest(d.digest).algorithm;
-    this.#session = session;
+    this.#sessions = sessions;
     this.#d = d;
     this.#options = options;
-    this.#path = `/v2/${session.repository}/blobs/${d.digest}`;
     this.#hasher = createDigestHash(this.#algorithm);
+  }
+
+  get #session(): RegistrySession {
+    return this.#sessions[this.#source]!;
   }
 
   get batchFull(): boolean {
@@ -96,7 +133,8 @@ class BlobDownload {
     const ranged = this.#position > 0 && this.#useRange;
     const headers: Record<string, string> = { 'accept-encoding': 'identity' };
     if (ranged) headers['range'] = `bytes=${this.#position}-${this.#d.size - 1}`;
-    const res = await this.#session.request(this.#path, { headers, signal: this.#options.signal });
+    const session = this.#session;
+    const res = await session.request(`/v2/${session.repository}/blobs/${this.#d.digest}`, { headers, signal: this.#options.signal });
     try {
       await this.#accept(res, ranged);
       return res;
@@ -173,24 +211,65 @@ class BlobDownload {
     if (actual !== d.digest) throw mismatch(d, `digest mismatch (got ${actual})`, { actual });
   }
 
-  /** Rethrows what a resume cannot fix: a cancellation, or an error other than an interruption. */
-  checkResumable(err: unknown): void {
-    const aborted = cancelled(this.#options.signal, err);
+  /** Rethrows what neither a resume nor another source can fix. */
+  checkFinal(err: unknown): void {
+    const { signal } = this.#options;
+    const aborted = cancelled(signal, err);
     if (aborted) throw aborted;
-    if (!(err instanceof Truncated) && !isRetryableNetworkError(err)) throw err;
+    if (isFinal(err, signal) || (this.#sessions.length === 1 && !isInterruption(err))) throw err;
   }
 
-  /** Counts one more interruption and waits the retry delay; throws once there were too many. */
-  async waitBeforeResume(err: unknown): Promise<void> {
-    const { signal } = this.#options;
+  /**
+   * After a failed attempt: waits and resumes on the same source, or moves on to the next one
+   * (from the byte reached), or throws once the last source gave up.
+   */
+  async afterFailure(err: unknown): Promise<void> {
     const maxResumes = this.#options.maxResumes ?? 5;
+    let reason = err;
+    if (isInterruption(err)) {
+      if (++this.#resumes <= maxResumes) return this.#waitBeforeResume(err);
+      reason = this.#tooManyInterruptions(err);
+    }
+    this.#failures.push({ err: reason, failure: this.#describe(reason) });
+    if (this.#source + 1 >= this.#sessions.length) throw this.#finalError(reason);
+    const from = this.#session.options.registry;
+    this.#source++;
+    this.#resumes = 0;
+    this.#useRange = true;
+    this.#session.options.http.log.warn({ digest: this.#d.digest, bytes: this.#emitted, total: this.#d.size, from, to: this.#session.options.registry, err: reason },
+      'blob source gave up; continuing from the next source');
+    this.#options.onSource?.(this.#source, reason);
+  }
+
+  #tooManyInterruptions(err: unknown): AgentError {
+    const d = this.#d;
+    return new AgentError('REGISTRY_UNREACHABLE', `blob ${d.digest}: interrupted ${this.#resumes} times, giving up at ${this.#emitted} of ${d.size} bytes`, {
+      cause: err, details: { digest: d.digest, bytes: this.#emitted, total: d.size },
+    });
+  }
+
+  #describe(err: unknown): BlobSourceFailure {
+    const { registry, repository } = this.#session.options;
+    const code = isAgentError(err) ? err.code : String((err as { code?: unknown } | null)?.code ?? 'ERROR');
+    return { registry, repository, code, message: (err instanceof Error ? err.message : String(err)).slice(0, 200) };
+  }
+
+  // One source: its own error, as before there were several. Several: the last one's code, naming each.
+  #finalError(last: unknown): unknown {
+    if (this.#failures.length === 1) return last;
+    const d = this.#d;
+    const failures = this.#failures.map((f) => f.failure);
+    const code: ErrorCode = isAgentError(last) ? last.code : 'REGISTRY_UNREACHABLE';
+    const list = failures.map((f) => `${f.registry}/${f.repository}: ${f.message}`).join('; ');
+    return new AgentError(code, `blob ${d.digest}: every source failed at ${this.#emitted} of ${d.size} bytes (${list})`, {
+      cause: last, details: { digest: d.digest, bytes: this.#emitted, total: d.size, sources: failures },
+    });
+  }
+
+  async #waitBeforeResume(err: unknown): Promise<void> {
+    const { signal } = this.#options;
     const d = this.#d;
     const http = this.#session.options.http;
-    if (++this.#resumes > maxResumes) {
-      throw new AgentError('REGISTRY_UNREACHABLE', `blob ${d.digest}: interrupted ${this.#resumes} times, giving up at ${this.#emitted} of ${d.size} bytes`, {
-        cause: err, details: { digest: d.digest, bytes: this.#emitted, total: d.size },
-      });
-    }
     http.log.warn({ digest: d.digest, bytes: this.#emitted, total: d.size, attempt: this.#resumes, err }, 'blob download interrupted; resuming');
     await http.sleep(retryDelay(http.retry, this.#resumes, undefined, http.random), signal).catch((e: unknown) => {
       throw cancelled(signal, e) ?? e;
@@ -204,8 +283,8 @@ class BlobDownload {
  * that iterate anyway: no stream layer between the network and them. Ending the iteration early
  * (`return()`, `break`) cancels the download.
  */
-export async function* openBlobChunks(session: RegistrySession, d: Descriptor, options: BlobOptions = {}): AsyncGenerator<Buffer> {
-  const download = new BlobDownload(session, d, options);
+export async function* openBlobChunks(sessions: RegistrySession | readonly RegistrySession[], d: Descriptor, options: BlobOptions = {}): AsyncGenerator<Buffer> {
+  const download = new BlobDownload(Array.isArray(sessions) ? sessions : [sessions as RegistrySession], d, options);
   if (d.size === 0) {
     download.verifyEmpty();
     return;
@@ -223,10 +302,10 @@ export async function* openBlobChunks(session: RegistrySession, d: Descriptor, o
       return;
     } catch (err) {
       if (res) cancelBody(res);
-      download.checkResumable(err);
+      download.checkFinal(err);
       // Bytes already counted as emitted (hashed, in order) go out before the retry.
       if (!download.batchEmpty) yield download.takeBatch();
-      await download.waitBeforeResume(err);
+      await download.afterFailure(err);
     }
   }
 }
@@ -235,6 +314,6 @@ export async function* openBlobChunks(session: RegistrySession, d: Descriptor, o
  * A Readable of the blob's bytes. It errors (before ending) if the size or digest is wrong, so
  * `pipeline(openBlobStream(…), sink)` only resolves for verified content.
  */
-export function openBlobStream(session: RegistrySession, descriptor: Descriptor, options: BlobOptions = {}): Readable {
-  return Readable.from(openBlobChunks(session, descriptor, options), { objectMode: false });
+export function openBlobStream(sessions: RegistrySession | readonly RegistrySession[], descriptor: Descriptor, options: BlobOptions = {}): Readable {
+  return Readable.from(openBlobChunks(sessions, descriptor, options), { objectMode: false });
 }
