@@ -1,0 +1,182 @@
+/**
+ * Issue 17: a fleet deploying at once. An origin registry behind a rate-limited link, a
+ * pull-through cache (docker-registry with `proxy: remoteurl:`) in front of it, and N agent
+ * processes, each with its own state_dir, loop disk, podman store and registries.conf.d, all
+ * deploying the same `oci://` raw image (write_image) and then the same bootc image
+ * (execute_bootc_install, the stand-in) at the same moment — straight from the origin, and
+ * through the cache named in the agents' `registry_mirrors`. Then the same rounds with the cache
+ * killed halfway (not restarted within the round): every node must still succeed, from the
+ * origin. Figures: the origin's bytes (counted at the link), wall time per N, each node's time
+ * and throughput, CPU, failures. How to run it and what it showed: docs/fleet.md.
+ * @module
+ */
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BUNDLE, ensureBundle, ramdiskNode } from './bundle.ts';
+import { deferCleanup, fmtBytes, moduleExists, requireRoot, requireTools, run, Skip, type BenchContext, type Section } from './common.ts';
+import { loadAverage } from './machine.ts';
+import { nodeDisk, nodeStore, startFleetAgent, type FleetAgent } from './fleet/agents.ts';
+import { createPullThroughCache, type PullThroughCache } from './fleet/cache.ts';
+import { FLEET_HELP, takeFleetFlags, type FleetOptions } from './fleet/options.ts';
+import { printRound, printSummary } from './fleet/report.ts';
+import { runRound, type FleetSetting, type Kind, type Mode, type RoundResult } from './fleet/rounds.ts';
+import { BOOTC_REPO, bootcImageBytes, pushRawImage, startOrigin, TAG, type FleetImage, type Origin } from './fleet/setup.ts';
+import type { LoopDevice } from './loop.ts';
+
+const parsed: FleetOptions | Error = (() => {
+  try {
+    return takeFleetFlags(process.argv);
+  } catch (err) {
+    return err as Error;
+  }
+})();
+
+const DISK_BYTES = 12 * 2 ** 30;
+const STEP_TIMEOUT_S = 1800;
+const STORE_ROOT = '/var/lib/bootc-agent-bench';
+
+interface Node {
+  dir: string;
+  disk: LoopDevice;
+  storageConf: string;
+}
+
+/** One tmpfs for every node's podman store (the ramdisk keeps it in memory), outside /tmp. */
+async function mountStores(): Promise<{ root: string; remove(): Promise<void> }> {
+  await mkdir(STORE_ROOT, { recursive: true, mode: 0o700 });
+  const root = await mkdtemp(join(STORE_ROOT, 'fleet-'));
+  const remove = deferCleanup(async () => {
+    const mounts = (await readFile('/proc/self/mounts', 'utf8').catch(() => '')).split('\n')
+      .map((l) => l.split(' ')[1] ?? '').filter((m) => m === root || m.startsWith(`${root}/`)).reverse();
+    for (const m of mounts) await run('umount', ['--', m], { allowFail: true });
+    await rm(root, { recursive: true, force: true });
+  });
+  await run('mount', ['-t', 'tmpfs', '-o', 'mode=0700,size=60%', 'tmpfs', root]).catch(async (err: unknown) => {
+    await remove();
+    throw err;
+  });
+  return { root, remove };
+}
+
+async function startPool(argv: string[], nodes: Node[], mode: Mode, origin: Origin, cache: PullThroughCache): Promise<FleetAgent[]> {
+  const pool: FleetAgent[] = [];
+  try {
+    for (const [index, node] of nodes.entries()) {
+      const flags = mode === 'cache'
+        ? [`--registry-mirrors=${origin.link.host}=${cache.host};ca=${cache.cert.certPath}`, `--registries-conf-dir=${join(node.dir, 'registries.conf.d')}`]
+        : [];
+      await rm(join(node.dir, 'state'), { recursive: true, force: true });
+      pool.push(await startFleetAgent({ argv, dir: node.dir, index, disk: node.disk, storageConf: node.storageConf, flags }));
+    }
+    return pool;
+  } catch (err) {
+    for (const a of pool) await a.stop();
+    throw err;
+  }
+}
+
+function checkPrerequisites(): FleetOptions {
+  if (parsed instanceof Error) throw parsed;
+  requireRoot('loop devices, rootful podman, a tmpfs');
+  requireTools('podman', 'skopeo', 'losetup', 'partx', 'mount', 'umount');
+  if (!moduleExists('src/config/registry-mirrors.ts')) throw new Skip('the agent has no registry_mirrors option yet (src/config/registry-mirrors.ts)');
+  return parsed;
+}
+
+async function pushImages(ctx: BenchContext, o: FleetOptions, origin: Origin): Promise<Record<Kind, FleetImage>> {
+  const images: Partial<Record<Kind, FleetImage>> = {};
+  if (o.kinds.includes('raw')) images.raw = await pushRawImage(origin, ctx.tmp, o.rawSize);
+  if (o.kinds.includes('bootc')) {
+    const standin = await import('../../test/helpers/standin-image.ts');
+    const why = standin.standinUnavailable();
+    if (why) throw new Skip(why);
+    ctx.log('fleet: building (or reusing) the stand-in image');
+    await standin.buildStandinImages({ log: ctx.log });
+    const r = origin.registry;
+    await standin.pushStandin({ host: r.host, certsDir: r.certsDir, username: r.username, password: r.password, auth: 'none' }, BOOTC_REPO, TAG, 'bootc');
+    images.bootc = await bootcImageBytes(origin);
+  }
+  return images as Record<Kind, FleetImage>;
+}
+
+async function makeNodes(ctx: BenchContext, count: number, storeRoot: string): Promise<Node[]> {
+  const nodes: Node[] = [];
+  for (let i = 0; i < count; i++) {
+    const dir = join(ctx.tmp, `node-${i}`);
+    await mkdir(dir, { recursive: true });
+    nodes.push({ dir, disk: await nodeDisk(dir, i, DISK_BYTES), storageConf: await nodeStore(storeRoot, i) });
+  }
+  return nodes;
+}
+
+async function runModes(ctx: BenchContext, o: FleetOptions, setting: FleetSetting, origin: Origin, nodes: Node[], argv: string[]): Promise<RoundResult[]> {
+  const results: RoundResult[] = [];
+  const maxN = Math.max(...o.nodes);
+  for (const mode of ['origin', 'cache'] as Mode[]) {
+    ctx.log(`fleet: starting ${nodes.length} agents (${mode})`);
+    const pool = await startPool(argv, nodes, mode, origin, setting.cache);
+    try {
+      for (const n of o.nodes) {
+        for (const kind of o.kinds) {
+          ctx.log(`fleet: ${mode}, ${kind}, N=${n}`);
+          results.push(await runRound(setting, pool, { mode, kind, n }));
+          printRound(results.at(-1)!);
+        }
+      }
+      if (mode !== 'cache' || !o.kill) continue;
+      for (const kind of o.kinds) {
+        const cold = results.find((r) => r.spec.mode === 'cache' && r.spec.kind === kind && r.spec.n === maxN && !r.spec.killAtS);
+        const killAtS = Math.max(0.5, (cold?.wall ?? 10) / 2);
+        ctx.log(`fleet: cache, ${kind}, N=${maxN}, cache killed at ${killAtS.toFixed(1)} s`);
+        results.push(await runRound(setting, pool, { mode, kind, n: maxN, killAtS }));
+        printRound(results.at(-1)!);
+      }
+    } finally {
+      for (const a of pool) await a.stop();
+    }
+  }
+  return results;
+}
+
+async function runFleet(ctx: BenchContext): Promise<void> {
+  const o = checkPrerequisites();
+  const note = await ensureBundle(ctx);
+  const argv = [...ramdiskNode(), BUNDLE];
+  const origin = await startOrigin(o.rate);
+  const stores = await mountStores().catch(async (err: unknown) => {
+    await origin.stop();
+    throw err;
+  });
+  let cache: PullThroughCache | undefined;
+  const nodes: Node[] = [];
+  try {
+    const images = await pushImages(ctx, o, origin);
+    cache = await createPullThroughCache(ctx.tmp, origin.link.host, origin.registry.cert.certPath);
+    nodes.push(...await makeNodes(ctx, Math.max(...o.nodes), stores.root));
+    const setting: FleetSetting = {
+      link: origin.link, cache, timeoutS: STEP_TIMEOUT_S,
+      steps: {
+        raw: { step: 'write_image', args: { image_info: { id: 'fleet-disk', urls: [images.raw?.source], disk_format: 'raw' } } },
+        bootc: { step: 'execute_bootc_install', args: { image_source: images.bootc?.source } },
+      },
+    };
+    console.log(`  ${note}; agents: ${argv.join(' ')}; ${FLEET_HELP}`);
+    console.log(`  origin link ${(o.rate * 8 / 1e6).toFixed(0)} Mbit/s (${(o.rate / 1e6).toFixed(1)} MB/s) → ${origin.registry.host} (docker-registry, TLS, no auth); `
+      + `cache ${cache.host} (docker-registry proxy); images: ${Object.entries(images).map(([k, v]) => `${k} ${fmtBytes(v.bytes)}`).join(', ')}; `
+      + `${nodes.length} nodes, ${DISK_BYTES / 2 ** 30} GiB sparse loop disks; load average ${loadAverage()}`);
+    const results = await runModes(ctx, o, setting, origin, nodes, argv);
+    printSummary(results, images, o);
+  } finally {
+    for (const node of nodes) await node.disk.detach();
+    await cache?.remove();
+    await stores.remove();
+    await origin.stop();
+  }
+}
+
+export const fleetSection: Section = {
+  name: 'fleet',
+  title: 'N agents deploying at once, from a rate-limited origin, with and without a pull-through cache (issue 17)',
+  run: runFleet,
+};
+
