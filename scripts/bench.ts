@@ -17,8 +17,9 @@ import { deploySection } from './bench/deploy.ts';
 import { abuseSection } from './bench/abuse.ts';
 import { signaturesSection } from './bench/signatures.ts';
 import { storageSection } from './bench/storage.ts';
+import { fleetSection } from './bench/fleet.ts';
 
-const SECTIONS: Section[] = [startupSection, ociPullSection, rawLoopSection, zstdSection, deploySection, abuseSection, signaturesSection, storageSection];
+const SECTIONS: Section[] = [startupSection, ociPullSection, rawLoopSection, zstdSection, deploySection, abuseSection, signaturesSection, storageSection, fleetSection];
 
 const HELP = `Usage: npm run bench [-- OPTIONS]
 
