@@ -3,6 +3,7 @@
  * AgentErrors, capped body reads, bodies always consumed or destroyed, retries with jitter.
  * @module
  */
+import type { Readable } from 'node:stream';
 import { request, type Dispatcher } from 'undici';
 import { AgentError, isAgentError } from '../errors.ts';
 import type { Logger } from '../log/index.ts';
@@ -10,11 +11,13 @@ import { parseRetryAfter, retryDelay, RETRYABLE_STATUSES, type RetryPolicy } fro
 
 export type HttpResponse = Dispatcher.ResponseData;
 
+export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH';
+
 export interface HttpRequest {
   url: URL;
-  method?: 'GET' | 'HEAD' | 'POST';
+  method?: HttpMethod;
   headers?: Record<string, string>;
-  body?: string;
+  body?: string | Uint8Array | Readable;
   signal?: AbortSignal | undefined;
 }
 

@@ -1,6 +1,7 @@
 /**
- * OCI registry client (pull side): references, manifests, auth, verified blob streams,
- * platform/artifact selection, registries.conf, certs.d and policy.json.
+ * OCI registry client: references, manifests, auth, verified blob streams, platform/artifact
+ * selection, registries.conf, certs.d and policy.json; and the push side (blob uploads, manifest
+ * and index PUTs, the file-artifact layout `oras push` makes).
  *
  * @example
  * const client = createOciClient({ log });
@@ -17,6 +18,14 @@
  * await client.downloadBlob(disk, disk.layers[0]!, createWriteStream(`/tmp/${disk.fileName}`), {
  *   signal, onProgress: ({ bytes, total }) => log.debug({ bytes, total }, 'downloading'),
  * });
+ *
+ * @example
+ * const pusher = await openRepositoryPusher(client, 'oci://registry.local/ramdisk', { credentials });
+ * const layer = bufferBlob(kernelBytes);
+ * await pusher.pushBlob(bufferBlob(EMPTY_CONFIG_BYTES));
+ * await pusher.pushBlob(layer, { chunkSize: 8 << 20 });
+ * const manifest = artifactManifest({ artifactType: 'application/vnd.example.kernel.v1', files: [{ title: 'vmlinuz', mediaType: 'application/octet-stream', ...layer }] });
+ * const pushed = await pusher.pushManifest(manifest, MEDIA_TYPES.ociManifest, 'v1');
  * @module
  */
 import { OciClient, type OciClientOptions } from './client.ts';
@@ -39,7 +48,7 @@ export { defaultAuthFilePaths, findCredentials, loadAuthFiles, parseAuthFile } f
 export type { AuthFile, Credentials } from './credentials.ts';
 export { credentialsFromPullSecret, parsePullSecret } from './pull-secret.ts';
 export type { PullSecret, PullSecretKind } from './pull-secret.ts';
-export { hostPlatform, normalizePlatform, platformScore } from './platform.ts';
+export { formatPlatform, hostPlatform, normalizePlatform, platformScore } from './platform.ts';
 export type { PlatformSpec } from './platform.ts';
 export { compressionOf, diskFormatOf, disktypeRank, isArtifactManifest, safeFileName } from './select.ts';
 export type { Compression, DownloadSource } from './select.ts';
@@ -56,6 +65,18 @@ export { parseManifestDocument } from './manifest-parse.ts';
 export type { ManifestDocument } from './manifest-parse.ts';
 export { MANIFEST_ACCEPT, MEDIA_TYPES } from './schemas.ts';
 export type { Descriptor, ImageIndex, ImageManifest, Platform } from './schemas.ts';
+
+export { bufferBlob, fileBlob, openRepositoryPusher, pinnedUrl } from './push.ts';
+export type { PushedDescriptor, PushOptions, RepositoryPusher } from './push.ts';
+export { DEFAULT_CHUNK_SIZE } from './upload.ts';
+export type { BlobInput, UploadOptions, UploadOutcome } from './upload.ts';
+export {
+  artifactIndex, artifactManifest, checkTitles, createdFromEpoch, titleProblem,
+  CREATED_ANNOTATION, EMPTY_CONFIG, EMPTY_CONFIG_BYTES, TITLE_ANNOTATION,
+} from './artifact.ts';
+export type { ArtifactFile, ArtifactManifestInput, IndexEntry } from './artifact.ts';
+export { selectArtifact } from './artifact-select.ts';
+export type { ArtifactFileEntry, SelectArtifactOptions, SelectedArtifact } from './artifact-select.ts';
 
 /** Build a client; configuration files are read lazily on first use. */
 export function createOciClient(options: OciClientOptions = {}): OciClient {

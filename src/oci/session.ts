@@ -8,7 +8,10 @@ import { AgentError } from '../errors.ts';
 import { RegistryAuth } from './auth.ts';
 import { parseWwwAuthenticate } from './challenge.ts';
 import type { Credentials } from './credentials.ts';
-import { cancelBody, discard, header, headerList, readBody, send, withRetries, type HttpContext, type HttpResponse } from './http.ts';
+import type { Readable } from 'node:stream';
+import {
+  cancelBody, discard, header, headerList, readBody, send, withRetries, type HttpContext, type HttpMethod, type HttpResponse,
+} from './http.ts';
 import { apiHost } from './reference.ts';
 
 const MAX_REDIRECTS = 10;
@@ -24,8 +27,14 @@ export interface SessionOptions {
 }
 
 export interface SessionRequest {
-  method?: 'GET' | 'HEAD';
+  method?: HttpMethod;
   headers?: Record<string, string>;
+  /** Called for every attempt (retries, redirects, auth renewals), so a stream body starts afresh. */
+  body?: (() => string | Uint8Array | Readable) | undefined;
+  /** Token scopes (default: pull on this repository). */
+  scopes?: readonly string[] | undefined;
+  /** false: one attempt, the caller restarts what it must (an upload session cannot be replayed mid-way). */
+  retry?: boolean | undefined;
   signal?: AbortSignal | undefined;
 }
 
@@ -90,9 +99,16 @@ export class RegistrySession {
   /** A request to `path` on the registry; returns the final response (any status) for the caller to judge. */
   async request(path: string, init: SessionRequest = {}): Promise<HttpResponse> {
     await this.ping(init.signal);
-    const scopes = [`repository:${this.options.repository}:pull`];
+    const scopes = [...(init.scopes ?? [`repository:${this.options.repository}:pull`])];
     const start = new URL(path, this.#origin);
+    if (init.retry === false) return this.#follow(start, init, scopes);
     return withRetries(this.options.http, start, init.signal, () => this.#follow(start, init, scopes));
+  }
+
+  /** The scopes a push to this repository needs (plus pull on a repository blobs are mounted from). */
+  pushScopes(mountFrom?: string): string[] {
+    const own = `repository:${this.options.repository}:pull,push`;
+    return mountFrom && mountFrom !== this.options.repository ? [own, `repository:${mountFrom}:pull`] : [own];
   }
 
   async #follow(start: URL, init: SessionRequest, scopes: string[]): Promise<HttpResponse> {
@@ -103,7 +119,8 @@ export class RegistrySession {
       const auth = own ? this.auth : this.#foreign.get(url.origin);
       const authorization = await auth?.authorization(scopes, init.signal);
       const headers: Record<string, string> = { ...init.headers, ...(authorization ? { authorization } : {}) };
-      const res = await send(this.options.http, { url, method: init.method ?? 'GET', headers, signal: init.signal });
+      const body = init.body?.();
+      const res = await send(this.options.http, { url, method: init.method ?? 'GET', headers, signal: init.signal, ...(body !== undefined ? { body } : {}) });
       this.#logWarnings(res);
       const location = header(res, 'location');
       if (REDIRECT_STATUSES.has(res.statusCode) && location) {
