@@ -77,7 +77,7 @@ async function attachScratchLoop(runner: CommandRunner, options: ScratchOptions)
   const held: string[] = [];
   try {
     for (let attempt = 0; attempt < 16; attempt++) {
-      const out = await runner.run('losetup', ['--find', '--show', '--offset', String(options.offsetBytes), '--sizelimit', String(options.sizeBytes), options.disk], { signal: options.signal, timeoutMs: 60_000 });
+      const out = await runner.run('losetup', ['--find', '--show', '--direct-io=on', '--offset', String(options.offsetBytes), '--sizelimit', String(options.sizeBytes), options.disk], { signal: options.signal, timeoutMs: 60_000 });
       const device = out.stdout.trim();
       if (!/^\/dev\/loop\d+$/.test(device)) throw new AgentError('SCRATCH_FAILED', `losetup answered "${device.slice(0, 80)}" instead of a loop device`);
       if (!device.includes(options.disk)) return device;
