@@ -131,7 +131,8 @@ export async function startFleetAgent(o: FleetAgentOptions): Promise<FleetAgent>
       const command = polled?.json as WireCommand | undefined;
       if (!command || command.command_status === 'RUNNING') continue;
       if (command.command_status === 'SUCCEEDED') return { ok: true, seconds: seconds(), result: command.command_result ?? {} };
-      return { ok: false, seconds: seconds(), error: command.command_error?.message ?? command.command_status, result: command.command_result ?? {} };
+      const details = command.command_error?.details === undefined ? '' : ` (${JSON.stringify(command.command_error.details).slice(0, 600)})`;
+      return { ok: false, seconds: seconds(), error: `${command.command_error?.message ?? command.command_status}${details}`, result: command.command_result ?? {} };
     }
     return { ok: false, seconds: seconds(), error: `not finished after ${timeoutS} s` };
   };

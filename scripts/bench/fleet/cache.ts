@@ -71,6 +71,8 @@ export async function createPullThroughCache(parent: string, originHost: string,
     await kill();
     await probe.close();
     await rm(dir, { recursive: true, force: true });
+    // The agents' registry_mirrors ca= put the cache's CA under its host:port, which is ours alone.
+    await rm(join('/etc/containers/certs.d', host), { recursive: true, force: true });
   });
   return {
     host, cert, running, start, kill, remove,

@@ -23,7 +23,7 @@ function rates(r: RoundResult, imageBytes: number): string {
 
 function failures(r: RoundResult): string {
   const failed = r.outcomes.filter((o) => !o.ok);
-  return failed.length ? `${failed.length}: ${failed[0]!.error?.slice(0, 160)}` : '0';
+  return failed.length ? `${failed.length}: ${failed[0]!.error?.slice(0, 900)}` : '0';
 }
 
 export function printRound(r: RoundResult): void {

@@ -43,18 +43,31 @@ export async function startThrottledLink(target: { host: string; port: number },
   let received = 0;
   let connections = 0;
 
-  // origin → client: paused while a chunk waits for the link, so backpressure reaches the origin.
+  // origin → client, paced: `from` is paused while its chunk waits for the link, so backpressure
+  // reaches the origin. Its end (or close) is passed on only once that chunk was written: a
+  // response followed at once by the origin closing the connection must arrive whole.
   const pipePaced = (from: Socket, to: Socket) => {
+    let pending = false;
+    let finished = false;
+    const finish = () => {
+      finished = true;
+      if (!pending) to.end();
+    };
     from.on('data', (chunk: Buffer) => {
       served += chunk.length;
+      pending = true;
       from.pause();
       setTimeout(() => {
+        pending = false;
         if (to.destroyed) return;
-        if (to.write(chunk)) from.resume();
+        const flushed = to.write(chunk);
+        if (finished) to.end();
+        else if (flushed) from.resume();
         else to.once('drain', () => from.resume());
       }, pace(chunk.length));
     });
-    from.on('end', () => to.end());
+    from.on('end', finish);
+    from.on('close', (hadError) => (hadError ? to.destroy() : finish()));
   };
 
   const server = createServer((client) => {
@@ -62,13 +75,11 @@ export async function startThrottledLink(target: { host: string; port: number },
     const upstream = connect(target.port, target.host);
     for (const s of [client, upstream]) {
       sockets.add(s);
-      s.on('close', () => {
-        sockets.delete(s);
-        client.destroy();
-        upstream.destroy();
-      });
+      s.on('close', () => sockets.delete(s));
       s.on('error', () => undefined);
     }
+    // The client gone, nothing is left to deliver.
+    client.on('close', () => upstream.destroy());
     client.on('data', (chunk: Buffer) => { received += chunk.length; });
     client.pipe(upstream);
     pipePaced(upstream, client);
