@@ -10,7 +10,7 @@ import type { Logger } from '../log/index.ts';
 import type { Credentials, DownloadSource, OciClient, SignatureVerification } from '../oci/index.ts';
 import type { ExpectedChecksum } from './checksum.ts';
 import type { StreamCompression } from './decompress.ts';
-import type { FreeSpace } from './qcow2.ts';
+import type { FreeSpace, TempCopyMode } from './qcow2.ts';
 import type { TargetInfo } from './target.ts';
 import type { Phases } from './timing.ts';
 
@@ -25,6 +25,17 @@ export interface WriteProgress {
   /** Bytes written to the target (or to the temporary qcow2 copy). */
   bytesWritten: number;
 }
+
+/** Where a qcow2 image's temporary copy was kept (result and progress, snake_case). */
+export type TempCopy = {
+  /** `auto`, or what asked for the mode: the agent option or the node's instance_info. */
+  chosen_by: 'auto' | 'option' | 'instance_info';
+  /** Why auto chose the disk: the memory refusal. */
+  reason?: string;
+} & (
+  | { where: 'memory'; dir: string; free_bytes: number }
+  | { where: 'disk'; scratch_offset: number; scratch_bytes: number; loop_device?: string }
+);
 
 export interface WriteArtifactOptions {
   /** `oci://…`, `https://…` or `http://…`; a list is tried in order until one starts. */
@@ -56,6 +67,18 @@ export interface WriteArtifactOptions {
   /** Where a qcow2 image's temporary copy is kept (default: os.tmpdir(), RAM in a ramdisk). */
   tempDir?: string | undefined;
   freeSpace?: FreeSpace | undefined;
+  /**
+   * Where a qcow2 image's temporary copy may go: `memory` (the default: `tempDir`), `disk` (a
+   * scratch area in the target disk's tail, beyond the image), `auto` (disk when it does not fit
+   * in memory); `chosenBy` is reported with it.
+   */
+  tempCopy?: { mode: TempCopyMode; chosenBy: 'option' | 'instance_info' } | undefined;
+  /** Told where the qcow2 copy goes (again once a scratch's loop device is known). */
+  onTempCopy?: ((copy: TempCopy) => void) | undefined;
+  /** Called before a scratch area writes the disk, then with its private directory once made (the command journal). */
+  onScratch?: ((event: { kind: 'writing' } | { kind: 'created'; dir: string }) => void) | undefined;
+  /** Test seam: /proc/meminfo's text (the room a temporary directory in RAM has). */
+  meminfo?: (() => Promise<string>) | undefined;
   /** Erase a block device's metadata (or delete a file) after a failure once writing began (default true). */
   wipeOnFailure?: boolean | undefined;
   zstdPath?: string | undefined;
@@ -88,6 +111,8 @@ export interface WriteArtifactResult {
     /** The signatures policy.json required, verified before a byte was read. */
     signatures?: SignatureVerification[] | undefined;
   } | undefined;
+  /** qcow2: where the temporary copy was kept. */
+  tempCopy?: TempCopy | undefined;
   /** Commands that re-read the partition table successfully (block devices). */
   partitionsReread: string[];
 }

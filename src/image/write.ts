@@ -21,7 +21,7 @@ import { meterDownload, type MeteredDownload } from './meter.ts';
 import { sniffImage, type SniffedImage } from './sniff.ts';
 import { openFirst, type Opened } from './source.ts';
 import { describeTarget, tooLarge, type TargetInfo } from './target.ts';
-import type { WriteArtifactOptions, WriteArtifactResult } from './types.ts';
+import type { TempCopy, WriteArtifactOptions, WriteArtifactResult } from './types.ts';
 import { writeChunks } from './write-chunks.ts';
 import { writeQcow2ViaTempCopy } from './write-qcow2.ts';
 import { writeZstdToTarget } from './write-zstd.ts';
@@ -90,14 +90,20 @@ async function writeFromSource(job: WriteJob, target: TargetInfo, opened: Opened
   const download = meterDownload(job, opened, options.checksum, shownUrl);
   const image = await sniffImage(download.chunks, { opened, options, clock: job.clock, log: options.log, shownUrl, peeks });
   const knownSize = image.compression === 'none' ? opened.source.size : opened.uncompressedSize;
+  let tempCopy: TempCopy | undefined;
   const bytes = image.format === 'raw'
     ? await writeRaw(job, target, image, knownSize, options)
     : await writeQcow2ViaTempCopy({
-        job, target, body: image.body.all, knownSize, verify: () => download.digest(),
+        job, target, body: image.body.all, knownSize, verify: () => download.digest(), shownUrl, peeks,
         runner: options.runner, signal: options.signal, log: options.log, tempDir: options.tempDir, freeSpace: options.freeSpace,
+        tempCopy: options.tempCopy, meminfo: options.meminfo, onScratch: options.onScratch,
+        onTempCopy: (copy) => {
+          tempCopy = copy;
+          options.onTempCopy?.(copy);
+        },
       });
   const { digest, partitionsReread } = await finish(job, target, download, options);
-  return { bytes, digest, partitionsReread, diskFormat: image.format, compression: image.compression };
+  return { bytes, digest, partitionsReread, diskFormat: image.format, compression: image.compression, tempCopy };
 }
 
 /** Download, verify, decompress and write one image; see the module comment. */
@@ -109,7 +115,7 @@ export async function writeArtifactToTarget(options: WriteArtifactOptions): Prom
   const job = new WriteJob(options.onProgress, opened.source.size);
   const peeks: Peeked[] = [];
   try {
-    const { bytes, digest, diskFormat, compression, partitionsReread } = await writeFromSource(job, target, opened, options, peeks);
+    const { bytes, digest, diskFormat, compression, partitionsReread, tempCopy } = await writeFromSource(job, target, opened, options, peeks);
     return {
       bytes, downloadedBytes: job.downloaded, digest,
       seconds: Math.round(performance.now() - started) / 1000,
@@ -118,6 +124,7 @@ export async function writeArtifactToTarget(options: WriteArtifactOptions): Prom
       target, diskFormat, compression,
       checksumVerified: options.checksum !== undefined,
       ...(opened.oci ? { oci: opened.oci } : {}),
+      ...(tempCopy ? { tempCopy } : {}),
       partitionsReread,
     };
   } catch (err) {
