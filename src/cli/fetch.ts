@@ -1,7 +1,8 @@
 /**
  * `bootc-agent fetch SOURCE --output FILE|DEVICE`: the write_image pipeline from a shell —
  * an `oci://` disk artifact or an `https://` URL, verified, decompressed and written to a file
- * or a block device. Secrets never go in argv: credentials come from an auth file or from an
+ * or a block device; `--output-dir DIR` writes every file of an `oci://` artifact under its
+ * title instead (fetch-dir.ts). Secrets never go in argv: credentials come from an auth file or from an
  * environment variable whose *name* is given.
  * @module
  */
@@ -16,9 +17,11 @@ import {
   loadRegistriesConf, parsePullSecret, parseReference, type Credentials, type OciClient, type OciClientOptions, type RegistriesConfig,
 } from '../oci/index.ts';
 import { parseChecksumString, writeArtifactToTarget, type WriteArtifactResult, type WriteProgress } from '../image/index.ts';
+import { fetchArtifactToDir, type DirFetchResult } from './fetch-dir.ts';
 import { isMounted } from './mounts.ts';
 
 export const FETCH_HELP = `Usage: bootc-agent fetch SOURCE --output FILE|DEVICE [options]
+       bootc-agent fetch oci://… --output-dir DIR [options]
 
 Download a disk image and write it to a file or a block device: the same pipeline as the
 write_image deploy step (checksum/digest verified while streaming, gzip/zstd decompressed on
@@ -29,8 +32,15 @@ SOURCE
                                          like Ironic does; raw preferred over qcow2)
   https://…  http://…                    a plain download
 
+With --output-dir, every file of the oci:// artifact chosen for --platform (for example the
+kernel and initramfs of a ramdisk tag published by scripts/publish-ramdisk) is written into DIR
+under its org.opencontainers.image.title, each verified by size and digest before it is renamed
+into place; titles with a path, "..", a leading dot or control characters are refused, and so is
+an artifact with two files of the same title.
+
 Options
   -o, --output PATH       file (created or truncated) or block device (written in place)
+  -d, --output-dir DIR    oci:// only: write the artifact's files into DIR (created if missing)
       --platform OS/ARCH[/VARIANT]  wanted platform for oci:// (default: this host, linux)
       --checksum ALGO:HEX expected checksum of the downloaded bytes (sha256:…, sha512:…)
       --insecure          do not verify TLS certificates (oci:// registry or https:// server)
@@ -58,7 +68,8 @@ Exit codes
   4  verification failed (checksum or digest mismatch; a signature policy.json requires is missing,
      invalid, for another digest or for another identity); a written device is wiped, a file deleted
   5  write failed (target too small, no temporary space for qcow2, I/O error, device mounted)
-  6  unsupported image (xz, a format other than raw/qcow2, unknown checksum algorithm)
+  6  unsupported image (xz, a format other than raw/qcow2, unknown checksum algorithm; with
+     --output-dir an unsafe or repeated file title)
   130 interrupted (SIGINT/SIGTERM); a partially written device is wiped, a file deleted
 `;
 
@@ -96,6 +107,7 @@ const EXIT_BY_CODE: Partial<Record<ErrorCode, number>> = {
   COMMAND_NOT_FOUND: EXIT.write,
   IMAGE_FORMAT_UNSUPPORTED: EXIT.unsupported,
   IMAGE_CHECKSUM_UNSUPPORTED: EXIT.unsupported,
+  OCI_ARTIFACT_INVALID: EXIT.unsupported,
   CANCELLED: EXIT.interrupted,
 };
 
@@ -123,6 +135,7 @@ function parse(args: string[]) {
     strict: true,
     options: {
       output: { type: 'string', short: 'o' },
+      'output-dir': { type: 'string', short: 'd' },
       platform: { type: 'string' },
       checksum: { type: 'string' },
       insecure: { type: 'boolean' },
@@ -165,11 +178,27 @@ function summary(r: WriteArtifactResult): string {
     + ` ${r.seconds.toFixed(3)} s${phases ? ` [${phases}]` : ''}\n`;
 }
 
-// Registries named on the command line with --insecure: added to (or marked in) registries.conf.
-async function registriesWithInsecure(source: string, insecure: boolean, io: FetchIo): Promise<RegistriesConfig | undefined> {
-  if (!insecure) return io.ociOptions?.registries;
-  const base = io.ociOptions?.registries ?? await loadRegistriesConf(DEFAULT_REGISTRIES_CONF, DEFAULT_REGISTRIES_CONF_DIR);
-  const host = parseReference(source).registry;
+function dirSummary(r: DirFetchResult): string {
+  const lines = r.files.map((f) => `  ${f.path}  ${f.size} bytes  ${f.digest}\n`).join('');
+  return `wrote ${r.files.length} file(s) of ${r.reference}${r.platform ? ` (${r.platform})` : ''} from ${r.source} in ${r.seconds.toFixed(3)} s:\n${lines}`;
+}
+
+type Inputs = Awaited<ReturnType<typeof readInputs>>;
+
+// Progress lines reuse the disk writer's shape: downloaded = written for plain files.
+function fetchToDir(oci: OciClient, target: FetchTarget, inputs: Inputs, io: FetchIo, progress: ReturnType<typeof progressPrinter>): Promise<DirFetchResult> {
+  return fetchArtifactToDir(oci, target.source, target.output, {
+    platform: inputs.platform, credentials: inputs.credentials, signal: io.signal,
+    onFile: (title, size) => {
+      progress.end();
+      io.stderr.write(`${title}: ${size} bytes\n`);
+    },
+    onProgress: (received, total) => progress.onProgress({ phase: 'download', bytesDownloaded: received, bytesTotal: total, bytesWritten: received }),
+  });
+}
+
+/** registries.conf with `host` marked insecure (its entry changed, or one added). */
+export function withInsecureRegistry(base: RegistriesConfig, host: string): RegistriesConfig {
   const registries = base.registries.map((r) => (r.prefix === host || r.location === host ? { ...r, insecure: true } : r));
   if (!registries.some((r) => r.prefix === host)) {
     registries.push({ prefix: host, location: host, insecure: true, blocked: false, mirrorByDigestOnly: false, mirrors: [] });
@@ -177,11 +206,20 @@ async function registriesWithInsecure(source: string, insecure: boolean, io: Fet
   return { ...base, registries };
 }
 
+// Registries named on the command line with --insecure: added to (or marked in) registries.conf.
+async function registriesWithInsecure(source: string, insecure: boolean, io: FetchIo): Promise<RegistriesConfig | undefined> {
+  if (!insecure) return io.ociOptions?.registries;
+  const base = io.ociOptions?.registries ?? await loadRegistriesConf(DEFAULT_REGISTRIES_CONF, DEFAULT_REGISTRIES_CONF_DIR);
+  return withInsecureRegistry(base, parseReference(source).registry);
+}
+
 type FetchFlags = ReturnType<typeof parse>['values'];
 
 interface FetchTarget {
   source: string;
   output: string;
+  /** --output-dir: `output` is a directory for the artifact's files. */
+  toDir: boolean;
   isOci: boolean;
   /** Seconds between plain progress lines. */
   interval: number;
@@ -192,13 +230,18 @@ function checkUsage(values: FetchFlags, positionals: string[]): FetchTarget | st
   if (positionals.length !== 1) return positionals.length === 0 ? 'missing SOURCE (oci://… or https://…)' : `exactly one SOURCE expected, got ${positionals.length}`;
   const source = positionals[0]!;
   if (!/^(oci|https?):\/\//i.test(source)) return `SOURCE must start with oci://, https:// or http://, got "${source.slice(0, 60)}"`;
-  if (!values.output) return 'missing --output FILE|DEVICE';
+  if (values.output && values['output-dir']) return '--output and --output-dir exclude each other';
+  const output = values.output ?? values['output-dir'];
+  if (!output) return 'missing --output FILE|DEVICE (or --output-dir DIR)';
+  const toDir = values['output-dir'] !== undefined;
+  if (toDir && !/^oci:\/\//i.test(source)) return '--output-dir needs an oci:// SOURCE';
+  if (toDir && (values.checksum || values['temp-dir'])) return '--checksum and --temp-dir do not apply to --output-dir (every file is verified by its digest)';
   let interval = 5;
   if (values['progress-interval'] !== undefined) {
     interval = Number(values['progress-interval']);
     if (!Number.isFinite(interval) || interval < 0) return '--progress-interval must be a number of seconds ≥ 0';
   }
-  return { source, output: resolve(values.output), isOci: /^oci:\/\//i.test(source), interval };
+  return { source, output: resolve(output), toDir, isOci: /^oci:\/\//i.test(source), interval };
 }
 
 // The secret comes from an environment variable named on the command line, never from argv.
@@ -217,7 +260,7 @@ async function readInputs(values: FetchFlags, target: FetchTarget, io: FetchIo) 
   const checksum = values.checksum ? parseChecksumString(values.checksum, true) : undefined;
   const ref = target.isOci ? parseReference(target.source) : undefined;
   const secret = secretFromEnv(values, io.env);
-  if (await isMounted(target.output)) {
+  if (!target.toDir && await isMounted(target.output)) {
     throw new AgentError('IMAGE_WRITE_FAILED', `${target.output} (or one of its partitions) is mounted; refusing to overwrite it`, { details: { target: target.output } });
   }
   let credentials: Credentials | undefined;
@@ -295,6 +338,12 @@ export async function runFetchCli(args: string[], io: FetchIo): Promise<number> 
     const ca = values['ca-file'] ? await readFile(values['ca-file'], 'utf8') : undefined;
     progress = progressPrinter(io.stderr, target.interval);
     io.stderr.write(`fetching ${target.source.replace(/\?.*$/, '?…')} → ${target.output}\n`);
+    if (target.toDir) {
+      const result = await fetchToDir(oci!, target, inputs, io, progress);
+      progress.end();
+      io.stdout.write(values.json ? `${JSON.stringify(result)}\n` : dirSummary(result));
+      return EXIT.ok;
+    }
     const result = await writeArtifactToTarget({
       source: target.source, target: target.output, runner: io.runner ?? createExecaRunner(), oci, log,
       signal: io.signal,
