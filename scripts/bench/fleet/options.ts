@@ -19,8 +19,7 @@ export interface FleetOptions {
   kinds: ('raw' | 'bootc')[];
 }
 
-export const FLEET_HELP = `fleet: --nodes=1,4,16  --fleet-rate=100M (bits/s; K/M/G)  --fleet-raw-size=128M
-                     --fleet-kinds=raw,bootc  --fleet-kill=yes|no`;
+export const FLEET_HELP = '--nodes=1,4,16 --fleet-rate=100M (bit/s) --fleet-raw-size=128M --fleet-kinds=raw,bootc --fleet-kill=yes|no';
 
 /** `100M` → 12.5e6 bytes/s: links are named in bits per second, decimal units. */
 export function parseRate(text: string): number {

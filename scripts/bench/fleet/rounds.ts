@@ -21,6 +21,11 @@ export interface RoundSpec {
   n: number;
   /** Kill the cache this many seconds into the round (it stays down until the round ends). */
   killAtS?: number | undefined;
+  /**
+   * One node deploys first, alone, and the other N − 1 at once after it: the cache is warm for
+   * them. Both parts count in the round's wall time and origin bytes.
+   */
+  canary?: boolean | undefined;
 }
 
 export interface RoundResult {
@@ -85,7 +90,9 @@ export async function runRound(setting: FleetSetting, pool: FleetAgent[], spec: 
   }, spec.killAtS * 1000);
   const started = performance.now();
   const { step, args } = setting.steps[spec.kind];
-  const outcomes = await Promise.all(agents.map((a) => a.deploy(step, args, setting.timeoutS).catch((err: unknown) => ({ ok: false, seconds: (performance.now() - started) / 1000, error: String(err) }))));
+  const deploy = (a: FleetAgent) => a.deploy(step, args, setting.timeoutS).catch((err: unknown): StepOutcome => ({ ok: false, seconds: (performance.now() - started) / 1000, error: String(err) }));
+  const first = spec.canary ? [await deploy(agents[0]!)] : [];
+  const outcomes = [...first, ...await Promise.all(agents.slice(first.length).map(deploy))];
   const wall = (performance.now() - started) / 1000;
   clearTimeout(timer);
   const cacheCpu = (killed ? cacheCpuAtKill : await cpuSum([cache.pid()])) - cacheCpu0;
