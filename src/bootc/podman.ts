@@ -54,6 +54,11 @@ export async function pullImage(deps: PodmanDeps, input: {
   attempts?: number;
   /** The agent verified the image's signatures for this digest: podman's own check is bypassed for this pull. */
   signaturesVerified?: boolean;
+  /**
+   * Environment for this pull's registries configuration (`preparePodmanRegistries` in
+   * src/oci/mirrors.ts: a private HOME whose registries.conf.d holds the node's mirrors).
+   */
+  registriesEnv?: Record<string, string> | undefined;
 }): Promise<{ durationMs: number; attempts: number }> {
   const attempts = input.attempts ?? 3;
   const started = performance.now();
@@ -71,7 +76,7 @@ export async function pullImage(deps: PodmanDeps, input: {
       await deps.runner.run('podman', ['--log-level=debug', ...storeArgs(deps.store), ...buildPullArgs(input.imageRef, authFile, policyFile)], {
         signal: input.signal,
         // c/common stages blobs in $TMPDIR before image_copy_tmp_dir (/var/tmp): on the store's disk
-        ...(deps.store ? { env: { TMPDIR: deps.store.tmpDir } } : {}),
+        ...(deps.store || input.registriesEnv ? { env: { ...input.registriesEnv, ...(deps.store ? { TMPDIR: deps.store.tmpDir } : {}) } } : {}),
         onStderrLine: (line) => {
           const p = tracker.feed(line);
           if (p) input.onProgress(p);

@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { AgentError } from '../errors.ts';
 import { parseKernelCmdline } from './cmdline.ts';
+import { parseRegistryMirrors } from './registry-mirrors.ts';
 import { buildConfigSchema, envName, flagName, OPTIONS, type Config, type OptionDef, type OptionKey } from './options.ts';
 
 export interface ConfigSources {
@@ -77,10 +78,32 @@ export function loadConfig(sources: ConfigSources): Readonly<Config> {
     });
   }
   const config = parsed.data as unknown as Config;
+  if (config.registry_mirrors !== undefined) checkRegistryMirrors(config.registry_mirrors, origin['registry_mirrors'] ?? 'defaults');
   if ((config.tls_cert_file === undefined) !== (config.tls_key_file === undefined)) {
     throw new AgentError('CONFIG_INVALID', 'tls_cert_file and tls_key_file must be given together', { details: { key: 'tls_cert_file' } });
   }
   return Object.freeze(config);
+}
+
+// A mirror entry whose CA file cannot be read stops the agent here, naming the option, rather than
+// at the first pull.
+function checkRegistryMirrors(text: string, source: string): void {
+  const names = 'registry_mirrors / bootc-agent-registry-mirrors / BOOTC_AGENT_REGISTRY_MIRRORS';
+  const where = `${names} (from ${source})`;
+  for (const mirror of parseRegistryMirrors(text, where)) {
+    if (mirror.ca === undefined) continue;
+    let pem: string;
+    try {
+      pem = readFileSync(mirror.ca, 'utf8');
+    } catch (err) {
+      throw new AgentError('REGISTRY_MIRRORS_INVALID', `${where}: ca=${mirror.ca} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
+        cause: err, details: { key: 'registry_mirrors', ca: mirror.ca },
+      });
+    }
+    if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
+      throw new AgentError('REGISTRY_MIRRORS_INVALID', `${where}: ca=${mirror.ca} holds no PEM certificate`, { details: { key: 'registry_mirrors', ca: mirror.ca } });
+    }
+  }
 }
 
 /** Reads and parses a JSON config file; a missing optional file yields undefined. */

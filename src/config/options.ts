@@ -58,6 +58,9 @@ export const OPTIONS = [
   { key: 'disk_wait_delay', cmdline: 'ipa-disk-wait-delay', kind: 'number', default: 3, min: 0, help: 'Seconds between those attempts.' },
   { key: 'include_loop_devices', cmdline: 'bootc-agent-include-loop-devices', kind: 'bool', default: false, help: 'Also list loop devices as disks (tests and demos on loop devices; never on real hardware).' },
   { key: 'container_storage', cmdline: 'bootc-agent-container-storage', kind: 'enum', choices: ['auto', 'memory', 'disk'], default: 'auto', help: 'Where execute_bootc_install keeps podman\'s storage and temporary files: memory (the ramdisk\'s /var/lib/containers and /var/tmp), disk (a scratch area in the target disk\'s tail, erased and given to root after the install), or auto (disk only when the image does not fit in memory with headroom). instance_info bootc_container_storage overrides it per node.' },
+  { key: 'registry_mirrors', cmdline: 'bootc-agent-registry-mirrors', kind: 'string', help: 'Registry mirrors set at boot, for the OCI client and podman alike: comma-separated REGISTRY=MIRROR[;FLAG…] entries, in order (several for one registry are tried in that order, then the registry itself). REGISTRY may be a namespace prefix (quay.io/org); flags: digest-only, tag-only, insecure, ca=PATH (a PEM file, copied into registry_certs_dir/<mirror host>/). Written at each start as a drop-in into registries_conf_dir. instance_info bootc_registry_mirrors / image_registry_mirrors add mirrors per node.' },
+  { key: 'registries_conf_dir', cmdline: 'bootc-agent-registries-conf-dir', kind: 'string', default: '/etc/containers/registries.conf.d', help: 'The registries.conf.d directory the agent writes its registry_mirrors drop-in into (removed at each start when the option is empty) and the OCI client reads; podman is pointed at it when it is not the default.' },
+  { key: 'registry_certs_dir', cmdline: 'bootc-agent-registry-certs-dir', kind: 'string', default: '/etc/containers/certs.d', help: 'The certs.d directory a registry_mirrors ca=PATH file is copied into (<dir>/<mirror host[:port]>/), read by the OCI client and, at its default, by podman.' },
   { key: 'debug', cmdline: 'ipa-debug', kind: 'bool', default: false, help: 'Debug logging.' },
   { key: 'bootif', cmdline: 'BOOTIF', kind: 'string', help: 'PXE boot MAC (01-aa-bb-…), reported as inventory.boot.pxe_interface.' },
   { key: 'state_dir', cmdline: 'bootc-agent-state-dir', kind: 'string', default: '/run/bootc-agent', help: 'Where the token, certificate, callback URL and agent log are kept for the ramdisk lifetime.' },
@@ -165,6 +168,9 @@ export interface Config {
   disk_wait_delay: number;
   include_loop_devices: boolean;
   container_storage: 'auto' | 'memory' | 'disk';
+  registry_mirrors?: string;
+  registries_conf_dir: string;
+  registry_certs_dir: string;
   debug: boolean;
   bootif?: string;
   state_dir: string;

@@ -17,6 +17,7 @@ import type { ManifestDocument } from './manifest-parse.ts';
 import { fetchManifest, resolveTag } from './manifest-fetch.ts';
 import { checkPolicy, DEFAULT_POLICY_PATH, loadPolicy, type Policy, type PolicyPlan } from './policy.ts';
 import { apiHost, formatName, formatReference, parseReference, withDigest, type ImageReference } from './reference.ts';
+import { withOverlay } from './mirrors.ts';
 import {
   DEFAULT_REGISTRIES_CONF, DEFAULT_REGISTRIES_CONF_DIR, isInsecureRegistry, loadRegistriesConf, pullSources,
   type PullSource, type RegistriesConfig,
@@ -137,13 +138,18 @@ export class OciClient implements ImageResolver {
     return { session, credentials };
   }
 
+  /** registries.conf and its drop-ins as this client reads them (a command's overlay not included). */
+  async registries(): Promise<RegistriesConfig> {
+    return (await this.#loadConfig()).registries;
+  }
+
   /** Resolve a reference to one digest on the first source that has it. */
   async resolve(input: string | ImageReference, options: CallOptions = {}): Promise<ResolvedImage> {
     // Objects are re-validated too: their tag/digest become URL path segments.
     const ref = parseReference(typeof input === 'string' ? input : formatReference(input));
     const { registries, policy } = await this.#loadConfig();
     const plan = policy ? checkPolicy(policy, ref) : undefined;
-    const sources = pullSources(registries, ref);
+    const sources = pullSources(withOverlay(registries, options.registries), ref);
     const mirrorErrors: Record<string, string>[] = [];
     for (const source of sources) {
       try {
@@ -187,8 +193,8 @@ export class OciClient implements ImageResolver {
 
   /** A verified byte stream of one blob of a resolved/inspected image (errors before ending on mismatch). */
   async openBlob(image: BlobSource, descriptor: Descriptor, options: CallOptions & BlobOptions = {}): Promise<Readable> {
-    const { session, blob } = await this.#blobSession(image, descriptor, options);
-    return openBlobStream(session, blob, options);
+    const { sessions, blob, blobOptions } = await this.#blobSessions(image, descriptor, options);
+    return openBlobStream(sessions, blob, blobOptions);
   }
 
   /**
@@ -197,15 +203,37 @@ export class OciClient implements ImageResolver {
    * aborting `options.signal`, cancels the download.
    */
   async openBlobChunks(image: BlobSource, descriptor: Descriptor, options: CallOptions & BlobOptions = {}): Promise<AsyncGenerator<Buffer>> {
-    const { session, blob } = await this.#blobSession(image, descriptor, options);
-    return openBlobChunks(session, blob, options);
+    const { sessions, blob, blobOptions } = await this.#blobSessions(image, descriptor, options);
+    return openBlobChunks(sessions, blob, blobOptions);
   }
 
-  async #blobSession(image: BlobSource, descriptor: Descriptor, options: CallOptions) {
+  /**
+   * The source the image was resolved on, then the sources registries.conf lists after it for the
+   * pinned reference: a mirror that dies mid-blob hands the rest to the next one (src/oci/blob.ts).
+   */
+  async #blobSessions(image: BlobSource, descriptor: Descriptor, options: CallOptions & BlobOptions) {
     const parsed = Descriptor.safeParse(descriptor);
     if (!parsed.success) throw new AgentError('OCI_MANIFEST_INVALID', 'Invalid blob descriptor (digest, size or media type)');
-    const { session } = await this.session(image.source, image.reference, options.credentials);
-    return { session, blob: parsed.data };
+    const sources = await this.#sourcesFrom(image, options.registries);
+    const sessions = await Promise.all(sources.map(async (s) => (await this.session(s, image.reference, options.credentials)).session));
+    const onSource = (index: number, err: unknown): void => {
+      const from = sources[index - 1];
+      this.log.warn({ blob: parsed.data.digest, from: from?.registry, to: sources[index]?.registry, err }, 'blob source failed; continuing on the next source');
+      options.onSource?.(index, err);
+    };
+    return { sessions, blob: parsed.data, blobOptions: { ...options, onSource } };
+  }
+
+  async #sourcesFrom(image: BlobSource, overlay: RegistriesConfig | undefined): Promise<PullSource[]> {
+    const { registries } = await this.#loadConfig();
+    let all: PullSource[];
+    try {
+      all = pullSources(withOverlay(registries, overlay), image.reference);
+    } catch {
+      return [image.source];
+    }
+    const at = all.findIndex((s) => s.registry === image.source.registry && s.repository === image.source.repository);
+    return at < 0 ? [image.source] : [image.source, ...all.slice(at + 1)];
   }
 
   /** Stream one blob into `destination`; resolves only after size and digest were verified. */

@@ -8,7 +8,7 @@ import type { Logger } from '../log/index.ts';
 import type { Credentials } from './credentials.ts';
 import type { ManifestDocument } from './manifest-parse.ts';
 import type { ImageReference } from './reference.ts';
-import type { PullSource } from './registries-conf.ts';
+import type { PullSource, RegistriesConfig } from './registries-conf.ts';
 import type { RegistrySession } from './session.ts';
 import type { SignatureVerification } from './signatures/index.ts';
 
@@ -16,6 +16,8 @@ export interface CallOptions {
   signal?: AbortSignal | undefined;
   /** Credentials for the image's own registry (e.g. from the pull secret); never sent to mirrors on other hosts. */
   credentials?: Credentials | undefined;
+  /** registries.conf entries for this call only (a node's mirrors), applied over the client's like a later drop-in. */
+  registries?: RegistriesConfig | undefined;
 }
 
 /** A reference resolved on one source and pinned to the digest of its top-level document. */
