@@ -142,12 +142,12 @@ export async function publishRamdisk(options: PublishOptions): Promise<PublishRe
     const pusher = await openRepositoryPusher(client, ref, { credentials, registries: options.registries });
     await pusher.pushBlob(bufferBlob(EMPTY_CONFIG_BYTES));
     const result: PublishResult = { repository: `oci://${ref.registry}/${ref.repository}`, tags: {} as PublishResult['tags'], arches: {}, conductor: { deploy_kernel_by_arch: '', deploy_ramdisk_by_arch: '' } };
-    const entries: Record<Part, { digest: string; size: number; platform: { architecture: string; os: string } }[]> = { kernel: [], initramfs: [], bundle: [] };
+    const entries: Record<Part, { digest: string; size: number; platform: { architecture: string; os: string }; artifactType: string }[]> = { kernel: [], initramfs: [], bundle: [] };
     for (const [arch, files] of builds) {
       const { manifests, published } = await pushArch(pusher, arch, files, options, annotations);
       result.arches[arch] = published;
       for (const part of Object.keys(entries) as Part[]) {
-        entries[part].push({ digest: manifests[part].digest, size: manifests[part].size, platform: { architecture: arch, os: 'linux' } });
+        entries[part].push({ digest: manifests[part].digest, size: manifests[part].size, platform: { architecture: arch, os: 'linux' }, artifactType: ARTIFACT_TYPES[part] });
       }
     }
     for (const part of Object.keys(entries) as Part[]) {

@@ -88,18 +88,21 @@ export interface IndexEntry {
   digest: string;
   size: number;
   platform: Platform;
+  artifactType?: string | undefined;
 }
 
 /**
- * An image index over artifact manifests, one per platform, in the given order. No `artifactType`
- * on the index or its entries (the manifests carry it): skopeo 1.9 (Debian 12) rewrites an index
- * that has them, so `skopeo copy --all` would change its digest and `--preserve-digests` fails.
+ * An image index over artifact manifests, one per platform, in the given order. Each entry repeats
+ * its manifest's `artifactType`: Ironic classifies the entries of an index it reached by tag from
+ * the entry alone (without it, a file artifact is taken for a bootc image). The index itself has
+ * none (nothing reads it there).
  */
 export function artifactIndex(entries: readonly IndexEntry[], options: { annotations?: Record<string, string> | undefined } = {}): Buffer {
   const manifests = entries.map((e) => ({
     mediaType: MEDIA_TYPES.ociManifest,
     digest: e.digest,
     size: e.size,
+    ...(e.artifactType ? { artifactType: e.artifactType } : {}),
     platform: { architecture: e.platform.architecture, os: e.platform.os, ...(e.platform.variant ? { variant: e.platform.variant } : {}) },
   }));
   const annotations = sortedAnnotations(options.annotations);

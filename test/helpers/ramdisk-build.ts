@@ -44,8 +44,12 @@ export async function skopeoRaw(reg: TestRegistry, authFile: string, name: strin
   return { raw: stdout, json: JSON.parse(stdout) as Record<string, unknown> };
 }
 
-/** `skopeo copy --all` between two repositories of the registry (what an operator mirroring does). */
+/**
+ * `skopeo copy --all` between two repositories of the registry (what an operator mirroring does).
+ * No `--preserve-digests`: Debian 12's skopeo 1.9 rewrites an index whose entries carry
+ * `artifactType` (dropping it), which that flag refuses; the manifests themselves are copied as they are.
+ */
 export async function skopeoCopyAll(reg: TestRegistry, authFile: string, from: string, to: string): Promise<void> {
   const certDir = join(reg.certsDir, reg.host);
-  await run('skopeo', ['copy', '--all', '--preserve-digests', '--authfile', authFile, '--src-cert-dir', certDir, '--dest-cert-dir', certDir, `docker://${from}`, `docker://${to}`]);
+  await run('skopeo', ['copy', '--all', '--authfile', authFile, '--src-cert-dir', certDir, '--dest-cert-dir', certDir, `docker://${from}`, `docker://${to}`]);
 }

@@ -136,7 +136,7 @@ describe('push to a real registry (TLS + htpasswd)', { skip }, () => {
     const manifest = artifactManifest({ artifactType: 'application/vnd.test.file.v1', files: [{ title: 'file.bin', mediaType: 'application/octet-stream', digest: sha256(file), size: file.length }] });
     const byDigest = await pusher.pushManifest(manifest, MEDIA_TYPES.ociManifest);
     assert.equal(byDigest.digest, sha256(manifest));
-    const index = artifactIndex([{ ...byDigest, platform: { architecture: 'arm64', os: 'linux' } }]);
+    const index = artifactIndex([{ ...byDigest, platform: { architecture: 'arm64', os: 'linux' }, artifactType: 'application/vnd.test.file.v1' }]);
     const tagged = await pusher.pushManifest(index, MEDIA_TYPES.ociIndex, 'v1');
     const viaTag = await skopeoRaw(reg, authFile, `${reg.host}/push/docs:v1`);
     assert.equal(viaTag.raw, index.toString());
