@@ -10,8 +10,16 @@
  * that systemd's restart of it reports the step FAILED and leaves the disk wiped; then the normal
  * deploy runs on the same disk.
  *
+ * `--big-layer MiB` deploys, last, the bootable stand-in plus a layer of that many MiB of
+ * incompressible bytes instead: with `--memory` below the image's unpacked size, the image cannot
+ * be kept in the ramdisk's memory, so the container storage must go to the target disk. The
+ * command result must say so, root must have been grown over the scratch, the config drive must
+ * be the last partition, and the disk must boot. The guest's MemTotal − MemAvailable is sampled
+ * over the serial console during the deploy; its peak is in the summary.
+ *
  *   node --import tsx scripts/qemu/deploy-test.ts [--build auto|always|never] [--keep]
  *        [--skip-failures] [--scenario deploy|kill-mid-install] [--work DIR] [--memory MiB]
+ *        [--big-layer MiB] [--container-storage auto|memory|disk] [--disk-size GiB]
  *
  * Exit status 0 on success, 1 on a failed check, 2 on a usage error, 77 when something this
  * test needs is missing (printed as `SKIP: <reason>`). Serial logs are kept on failure.
@@ -45,12 +53,16 @@ const { values: opts } = parseArgs({
     scenario: { type: 'string', default: 'deploy' },
     work: { type: 'string' },
     memory: { type: 'string', default: '6144' },
+    'big-layer': { type: 'string', default: '0' },
+    'container-storage': { type: 'string' },
+    'disk-size': { type: 'string' },
     ramdisk: { type: 'string', default: join(ROOT, 'build/ramdisk') },
     help: { type: 'boolean', default: false },
   },
 });
 if (opts.help) {
-  console.log('usage: scripts/qemu-deploy-test [--build auto|always|never] [--keep] [--skip-failures] [--scenario deploy|kill-mid-install] [--work DIR] [--memory MiB] [--ramdisk DIR]');
+  console.log('usage: scripts/qemu-deploy-test [--build auto|always|never] [--keep] [--skip-failures] [--scenario deploy|kill-mid-install] [--work DIR] [--memory MiB] [--ramdisk DIR]\n'
+    + '                                [--big-layer MiB] [--container-storage auto|memory|disk] [--disk-size GiB]');
   process.exit(0);
 }
 if (!['deploy', 'kill-mid-install'].includes(opts.scenario!)) {
@@ -59,6 +71,21 @@ if (!['deploy', 'kill-mid-install'].includes(opts.scenario!)) {
 }
 if (!['auto', 'always', 'never'].includes(opts.build!)) {
   console.error('--build must be auto, always or never');
+  process.exit(2);
+}
+const positive = (name: string, v: string | undefined, zero = false) => {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || (!zero && Number(v) === 0)) {
+    console.error(`--${name} takes a ${zero ? 'non-negative' : 'positive'} whole number, not "${v}"`);
+    process.exit(2);
+  }
+  return Number(v);
+};
+const BIG_MIB = positive('big-layer', opts['big-layer'], true)!;
+const MEMORY_MIB = positive('memory', opts.memory)!;
+const DISK_GIB = positive('disk-size', opts['disk-size']);
+if (opts['container-storage'] !== undefined && !['auto', 'memory', 'disk'].includes(opts['container-storage'])) {
+  console.error('--container-storage must be auto, memory or disk');
   process.exit(2);
 }
 
@@ -125,9 +152,13 @@ function runStreaming(cmd: string, args: string[], prefix: string): Promise<void
 
 // ---- the VM -----------------------------------------------------------------------------------
 
+interface MemSample { at: number; totalKiB: number; availableKiB: number }
+
 interface Vm {
   child: ChildProcess;
   serial: string;
+  /** `BOOTC-MEM <MemTotal> <MemAvailable>` lines the guest printed (see sampleGuestMemory). */
+  mem: MemSample[];
   logPath: string;
   exited: Promise<number | null>;
   waitFor(re: RegExp, timeoutMs: number, what: string): Promise<RegExpMatchArray>;
@@ -166,8 +197,9 @@ function startVm(o: { name: string; work: string; disk: string; vars: string; me
     log(`   console input: ${fifo}`);
   }
   log(`   qemu pid ${child.pid}: serial → ${logPath}`);
+  let pending = '';
   const vm: Vm = {
-    child, serial: '', logPath,
+    child, serial: '', logPath, mem: [],
     exited: new Promise((r) => child.on('exit', (code) => { out.end(); r(code); })),
     async waitFor(re, timeoutMs, what) {
       const deadline = Date.now() + timeoutMs;
@@ -187,7 +219,14 @@ function startVm(o: { name: string; work: string; disk: string; vars: string; me
   };
   child.stdout!.on('data', (d: Buffer) => {
     out.write(d);
-    vm.serial += d.toString('utf8').replace(/\r/g, '');
+    const text = d.toString('utf8').replace(/\r/g, '');
+    vm.serial += text;
+    const lines = (pending + text).split('\n');
+    pending = lines.pop()!.slice(-4096);
+    for (const l of lines) {
+      const m = /BOOTC-MEM (\d+) (\d+)/.exec(l);
+      if (m) vm.mem.push({ at: Date.now(), totalKiB: Number(m[1]), availableKiB: Number(m[2]) });
+    }
     if (vm.serial.length > 4_000_000) vm.serial = vm.serial.slice(-2_000_000);
   });
   child.stderr!.on('data', (d: Buffer) => { out.write(d); process.stderr.write(`[qemu] ${d}`); });
@@ -201,6 +240,21 @@ function startVm(o: { name: string; work: string; disk: string; vars: string; me
   return vm;
 }
 
+/**
+ * Has the ramdisk's serial root shell print MemTotal and MemAvailable every 2 s (as
+ * `BOOTC-MEM <kB> <kB>`): what the deploy costs the machine, page cache that can be dropped not
+ * counted, tmpfs (the ramdisk's files, an in-memory container storage) counted.
+ */
+async function sampleGuestMemory(vm: Vm): Promise<void> {
+  vm.type('');
+  vm.type("( while :; do set -- $(grep -E '^(MemTotal|MemAvailable):' /proc/meminfo); echo \"BOOTC-MEM $2 $5\"; sleep 2; done ) &");
+  await pollUntil(async () => vm.mem.length > 0, 120_000, 'the guest\'s first memory sample');
+}
+
+function memUsedMiB(s: MemSample): number {
+  return Math.round((s.totalKiB - s.availableKiB) / 1024);
+}
+
 /** Asks the ramdisk's serial root shell for the agent's state; the answer lands in the serial log. */
 async function debugDump(vm: Vm): Promise<void> {
   log('   asking the guest for its state over the serial console …');
@@ -212,24 +266,73 @@ async function debugDump(vm: Vm): Promise<void> {
 
 // ---- disk inspection (host side, raw image) ----------------------------------------------------
 
-interface DiskState { partitions: { node: string; start: number; type: string; name?: string }[]; bootable: boolean; detail: string }
+interface DiskPartition { node: string; start: number; size: number; type: string; name?: string }
+interface DiskState { partitions: DiskPartition[]; sectorSize: number; bootable: boolean; detail: string }
 
 async function inspectDisk(disk: string): Promise<DiskState> {
-  let table: { partitiontable?: { sectorsize?: number; partitions?: { node: string; start: number; type: string; name?: string }[] } };
+  let table: { partitiontable?: { sectorsize?: number; partitions?: DiskPartition[] } };
   try {
     const { stdout } = await run('sfdisk', ['-J', disk]);
     table = JSON.parse(stdout);
   } catch {
-    return { partitions: [], bootable: false, detail: 'no partition table' };
+    return { partitions: [], sectorSize: 512, bootable: false, detail: 'no partition table' };
   }
   const partitions = table.partitiontable?.partitions ?? [];
   const sector = table.partitiontable?.sectorsize ?? 512;
   for (const p of partitions) {
     if (p.type.toUpperCase() !== 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B') continue;
     const r = spawnSync('mdir', ['-b', '-i', `${disk}@@${p.start * sector}`, '::/EFI/BOOT'], { env: { ...process.env, MTOOLS_SKIP_CHECK: '1' }, encoding: 'utf8' });
-    if (r.status === 0 && /BOOTX64\.EFI/i.test(r.stdout)) return { partitions, bootable: true, detail: `ESP ${p.node} has EFI/BOOT/BOOTX64.EFI` };
+    if (r.status === 0 && /BOOTX64\.EFI/i.test(r.stdout)) return { partitions, sectorSize: sector, bootable: true, detail: `ESP ${p.node} has EFI/BOOT/BOOTX64.EFI` };
   }
-  return { partitions, bootable: false, detail: `${partitions.length} partition(s), no ESP with a boot loader` };
+  return { partitions, sectorSize: sector, bootable: false, detail: `${partitions.length} partition(s), no ESP with a boot loader` };
+}
+
+// ---- the image larger than the VM's RAM ----------------------------------------------------------
+
+interface BigImage { tag: string; unpackedMiB: number; compressedMiB: number }
+
+/** The big image build-bootable-image made; its unpacked size must exceed the VM's RAM, or the run proves nothing. */
+async function bigImage(): Promise<BigImage> {
+  const tag = `localhost/bootc-standin-big:${BIG_MIB}m`;
+  const { stdout } = await run('podman', ['image', 'inspect', '--format', '{{.Size}}', tag]);
+  const unpackedMiB = Math.round(Number(stdout.trim()) / 1048576);
+  if (!(unpackedMiB > MEMORY_MIB)) fail(`--memory ${MEMORY_MIB} MiB is not below the big image's unpacked size (${unpackedMiB} MiB): the run would not show an image larger than RAM`);
+  // random bytes do not compress: gzip leaves the big layer its size; the stand-in's own layers are ~100 MiB
+  return { tag, unpackedMiB, compressedMiB: BIG_MIB + 128 };
+}
+
+function findKey(value: unknown, key: string): unknown {
+  if (!value || typeof value !== 'object') return undefined;
+  if (key in value) return (value as Record<string, unknown>)[key];
+  for (const v of Object.values(value)) {
+    const found = findKey(v, key);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+/**
+ * The deploy of the big image: the result says the storage was on the disk (chosen by auto unless
+ * --container-storage said disk), root was grown to where the scratch ended, the config drive is
+ * the last partition, and the guest's memory really was smaller than the image.
+ */
+function checkStorageOnDisk(r: WireResult, d: DiskState, big: BigImage, idle: MemSample): string {
+  const cs = findKey(r.command_result, 'container_storage') as Record<string, unknown> | undefined;
+  if (!cs) fail(`no container_storage in the result: ${JSON.stringify(r.command_result).slice(0, 500)}`);
+  const c = cs as { mode?: string; chosen_by?: string; reason?: string; scratch_offset?: number; scratch_bytes?: number; installed_root_mib?: number; root_grown_to_mib?: number | null };
+  if (c.mode !== 'disk') fail(`container storage was ${c.mode}, not disk: ${JSON.stringify(cs)}`);
+  const expectedBy = opts['container-storage'] === 'disk' ? 'instance_info' : 'auto';
+  if (c.chosen_by !== expectedBy) fail(`container storage chosen by ${c.chosen_by}, expected ${expectedBy}`);
+  if (expectedBy === 'auto' && !c.reason) fail('auto chose the disk without a reason');
+  if (typeof c.root_grown_to_mib !== 'number' || c.root_grown_to_mib < c.installed_root_mib! + c.scratch_bytes! / 1048576) fail(`root not grown over the scratch: ${JSON.stringify(cs)}`);
+  const parts = [...d.partitions].sort((a, b) => a.start - b.start);
+  const last = parts.at(-1)!;
+  if (last.name !== 'config-2') fail(`the last partition is ${last.name ?? last.type}, not the config drive`);
+  const root = parts.find((p) => p.name === 'root') ?? fail(`no root partition: ${JSON.stringify(parts)}`);
+  const rootEnd = (root.start + root.size) * d.sectorSize;
+  if (rootEnd !== c.scratch_offset! + c.scratch_bytes!) fail(`root ends at ${rootEnd}, the scratch ended at ${c.scratch_offset! + c.scratch_bytes!}`);
+  if (idle.totalKiB * 1024 >= big.unpackedMiB * 1048576) fail(`the guest's MemTotal (${Math.round(idle.totalKiB / 1024)} MiB) is not below the image's unpacked size (${big.unpackedMiB} MiB)`);
+  return `; storage ${c.mode} (${c.chosen_by}${c.reason ? `: ${c.reason.slice(0, 120)}` : ''}), scratch ${Math.round(c.scratch_bytes! / 1048576)} MiB at ${c.scratch_offset}, root ${c.installed_root_mib} → ${c.root_grown_to_mib} MiB, config drive last; guest MemTotal ${Math.round(idle.totalKiB / 1024)} MiB < image ${big.unpackedMiB} MiB unpacked`;
 }
 
 // ---- the conductor side -------------------------------------------------------------------------
@@ -373,7 +476,8 @@ async function main(): Promise<number> {
     return 'built';
   }, (v) => `${v}, initramfs ${(statSync(join(ramdiskDir, 'bootc-agent.initramfs')).size / 1048576).toFixed(0)} MiB`);
 
-  await phase('images', () => runStreaming(join(ROOT, 'scripts/qemu/build-bootable-image'), [], '  [image]'));
+  await phase('images', () => runStreaming(join(ROOT, 'scripts/qemu/build-bootable-image'), BIG_MIB ? ['--big-layer', String(BIG_MIB)] : [], '  [image]'));
+  const big = BIG_MIB ? await bigImage() : undefined;
 
   const registry = await phase('registry', async () => {
     // Same credentials as scripts/qemu/build-bootable-image bakes into the image as canaries.
@@ -381,6 +485,7 @@ async function main(): Promise<number> {
     cleanups.push(() => r.stop());
     await r.pushFromPodman('localhost/bootc-standin-bootable:latest', 'os/standin-bootable:latest');
     await r.pushFromPodman('localhost/bootc-standin-nobootc:latest', 'os/nobootc:latest');
+    if (big) await r.pushFromPodman(big.tag, 'os/standin-big:latest');
     return r;
   }, (r) => `https://${r.hostAddress}, guest sees ${r.guestAddress}`);
 
@@ -389,7 +494,11 @@ async function main(): Promise<number> {
   const conductorPort = Number(new URL(conductor.url).port);
   const agentPort = await freePort();
   const disk = join(work, 'disk.raw');
-  await run('truncate', ['-s', '10G', disk]);
+  // The big image needs room for the scratch (sized from the agent's 3× estimate of the unpacked
+  // size: registries do not say it) and for the installed root beside it.
+  const diskGiB = DISK_GIB ?? (big ? Math.ceil((4.4 * big.compressedMiB + 1024 + big.unpackedMiB + 3072) / 1024) : 10);
+  await run('truncate', ['-s', `${diskGiB}G`, disk]);
+  log(`   target disk ${diskGiB} GiB (sparse), VM memory ${MEMORY_MIB} MiB${big ? `, big image ${big.unpackedMiB} MiB unpacked, ${big.compressedMiB} MiB compressed` : ''}`);
   const vars = join(work, 'OVMF_VARS.fd');
   await copyFile(OVMF_VARS, vars);
   const initrd = await siteOverlay(work, registry, join(ramdiskDir, 'bootc-agent.initramfs'));
@@ -473,20 +582,42 @@ async function main(): Promise<number> {
     }), (v) => v);
   }
 
+  await sampleGuestMemory(vm1.vm);
   const metaKey = sshKey('config-drive@qemu-test');
   const bootcKey = sshKey('bootc-authorized-keys@qemu-test');
   const meta = { uuid: conductor.nodeUuid, name: 'qemu-node', hostname: 'qemu-node', public_keys: { default: metaKey.line } };
-  await phase('deploy execute_bootc_install → SUCCEEDED', async () => {
+  const storageMode = opts['container-storage'];
+  const memoryMustFail = !!big && storageMode === 'memory';
+  await phase(`deploy execute_bootc_install${big ? ` of ${big.unpackedMiB} MiB in ${MEMORY_MIB} MiB of RAM` : ''} → ${memoryMustFail ? 'FAILED' : 'SUCCEEDED'}`, async () => {
     const configdrive = await buildConfigDrive(work, meta);
+    const idle = vm1.vm.mem.at(-1)!;
+    const samplesBefore = vm1.vm.mem.length;
     const r = await deploy('deploy', {
-      image_source: `oci://${registry.guestAddress}/os/standin-bootable:latest`,
+      image_source: `oci://${registry.guestAddress}/os/${big ? 'standin-big' : 'standin-bootable'}:latest`,
       oci_pull_secret: secret(registry.username, registry.password), configdrive,
-    }, { bootc_authorized_keys: bootcKey.line, bootc_kargs: ['console=ttyS0,115200', 'bootc-qemu-test.poweroff'] }, 30 * 60_000);
-    if (r.command_status !== 'SUCCEEDED') fail(`deploy ${r.command_status}: ${JSON.stringify(r.command_error)}`);
+    }, {
+      bootc_authorized_keys: bootcKey.line, bootc_kargs: ['console=ttyS0,115200', 'bootc-qemu-test.poweroff'],
+      ...(storageMode ? { bootc_container_storage: storageMode } : {}),
+    }, (30 + Math.ceil(BIG_MIB / 1024) * 30) * 60_000);
+    const during = vm1.vm.mem.slice(samplesBefore);
+    const peak = during.reduce((a, b) => (memUsedMiB(b) > memUsedMiB(a) ? b : a), idle);
+    const memNote = `guest memory: MemTotal ${Math.round(idle.totalKiB / 1024)} MiB, used idle ${memUsedMiB(idle)} MiB, peak during the deploy ${memUsedMiB(peak)} MiB (+${memUsedMiB(peak) - memUsedMiB(idle)} MiB, ${during.length} samples)`;
+    log(`   ${memNote}`);
     const d = await inspectDisk(disk);
+    if (memoryMustFail) {
+      if (r.command_status !== 'FAILED' || !/INSUFFICIENT_(SPACE|MEMORY)/.test(JSON.stringify(r.command_error))) fail(`memory storage of an image larger than RAM: expected FAILED with INSUFFICIENT_SPACE or INSUFFICIENT_MEMORY, got ${r.command_status} ${JSON.stringify(r.command_error)}`);
+      if (d.partitions.length) fail(`the disk was touched by a deploy refused at admission: ${d.detail}`);
+      return `${r.command_error?.message?.slice(0, 200)}; ${memNote}`;
+    }
+    if (r.command_status !== 'SUCCEEDED') fail(`deploy ${r.command_status}: ${JSON.stringify(r.command_error)}`);
     if (!d.bootable) fail(`deploy SUCCEEDED but the disk is not bootable: ${d.detail}`);
-    return `${d.detail}; partitions ${d.partitions.map((p) => p.name ?? p.type).join(', ')}`;
+    const storageNote = big ? checkStorageOnDisk(r, d, big, idle) : '';
+    return `${d.detail}; partitions ${d.partitions.map((p) => p.name ?? p.type).join(', ')}${storageNote}; ${memNote}`;
   }, (v) => v);
+  if (memoryMustFail) {
+    if (!opts.keep) await rm(work, { recursive: true, force: true });
+    return 0;
+  }
 
   await phase('standby.power_off', async () => {
     await agentCommand(conductor, 'standby.power_off', {}, false);

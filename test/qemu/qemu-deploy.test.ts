@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -25,10 +25,11 @@ function quickSkipReason(): string | undefined {
 const reason = quickSkipReason();
 if (reason) console.log(`qemu deploy test skipped: ${reason}`);
 
-test('QEMU: ramdisk boots, heartbeats, deploys a bootc image, powers off; the disk boots with the config drive and keys', { skip: reason ?? false, timeout: 40 * 60_000 }, async (t) => {
+/** Runs scripts/qemu-deploy-test with `args`; its exit 77 (a prerequisite missing) skips the test with the reason. */
+async function runScript(t: TestContext, args: string[]): Promise<void> {
   const output: string[] = [];
   const code = await new Promise<number | null>((resolveRun) => {
-    const child = spawn(SCRIPT, ['--scenario', 'kill-mid-install'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(SCRIPT, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     for (const s of [child.stdout, child.stderr]) {
       s.on('data', (d: Buffer) => {
         const text = d.toString();
@@ -46,5 +47,19 @@ test('QEMU: ramdisk boots, heartbeats, deploys a bootc image, powers off; the di
     t.skip(why);
     return;
   }
-  assert.equal(code, 0, `scripts/qemu-deploy-test failed:\n${text.split('\n').slice(-80).join('\n')}`);
+  assert.equal(code, 0, `scripts/qemu-deploy-test ${args.join(' ')} failed:\n${text.split('\n').slice(-80).join('\n')}`);
+}
+
+test('QEMU: ramdisk boots, heartbeats, deploys a bootc image, powers off; the disk boots with the config drive and keys', { skip: reason ?? false, timeout: 40 * 60_000 }, async (t) => {
+  await runScript(t, ['--scenario', 'kill-mid-install']);
+});
+
+// Issue 14: an image whose unpacked size exceeds the VM's RAM deploys with its container storage
+// on the target disk (auto's choice), root grown over the scratch, the config drive last, and the
+// disk boots. The VM has 2 GiB (less does not boot: the ramdisk's files fill the kernel's rootfs,
+// a tmpfs of half the RAM); the stand-in plus BIG_LAYER MiB of incompressible data is larger.
+// BOOTC_AGENT_QEMU_BIG_LAYER=0 leaves this run out; docs/qemu-test.md has the full-size command.
+const BIG_LAYER = process.env.BOOTC_AGENT_QEMU_BIG_LAYER ?? '1900';
+test('QEMU: an image larger than the VM\'s RAM deploys with the container storage on the disk, and the disk boots', { skip: reason ?? (BIG_LAYER === '0' ? 'BOOTC_AGENT_QEMU_BIG_LAYER=0' : false), timeout: 40 * 60_000 }, async (t) => {
+  await runScript(t, ['--skip-failures', '--big-layer', BIG_LAYER, '--memory', '2048']);
 });
