@@ -7,7 +7,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Dispatcher } from 'undici';
@@ -18,11 +18,11 @@ import {
   CommandExecutor, createCleanSteps, createMachineCommands, createStepCommands, JournalFile, recoverInterruptedCommand, StepRegistry,
   type StepDefinition,
 } from './commands/index.ts';
-import type { Config } from './config/index.ts';
+import { MIRRORS_DROP_IN, parseRegistryMirrors, type Config } from './config/index.ts';
 import {
   buildCallbackUrl, createHeartbeater, createIronicClient, createStatusMessages, findAdvertiseAddress, type Heartbeater, type IronicClient,
 } from './conductor/index.ts';
-import { AgentError } from './errors.ts';
+import { AgentError, isAgentError } from './errors.ts';
 import type { CommandRunner } from './exec/index.ts';
 import { collectInventory, createHardwareCommands, listNetworkInterfaces } from './hardware/index.ts';
 import { createStandbyImageCommands, createWriteImageStep } from './image/register.ts';
@@ -82,7 +82,11 @@ function lazyStepDeps(deps: AgentDeps, store: StateStore) {
   let partitionUuids: Record<string, string> = {};
   const getOci = (): Promise<OciClient> => (oci ??= deps.oci
     ? Promise.resolve(deps.oci)
-    : import('./oci/index.ts').then((m) => m.createOciClient({ log: log.child({ component: 'oci' }) })));
+    : import('./oci/index.ts').then((m) => m.createOciClient({
+      log: log.child({ component: 'oci' }),
+      registriesConfDir: config.registries_conf_dir,
+      certsDirs: [...new Set([config.registry_certs_dir, ...m.DEFAULT_CERTS_DIRS])],
+    })));
   // Config-drive URLs are fetched with the same TLS settings as image URLs.
   const writeConfigDrive: WriteImageDeps['writeConfigDrive'] = async (device, value, options) => {
     const [configdrive, ca] = await Promise.all([import('./configdrive/index.ts'), readCaFile(config.ca_file)]);
@@ -193,6 +197,28 @@ async function settleCallbackUrl(store: StateStore, log: Logger, fresh: string):
   return fresh;
 }
 
+/**
+ * The `registry_mirrors` drop-in (and its CA copies) as this start's configuration says: written
+ * anew, or removed, so that a drop-in of an earlier start never survives. The OCI code loads only
+ * when there is something to write or remove.
+ */
+async function applyRegistryMirrors(config: Readonly<Config>, log: Logger): Promise<void> {
+  const dropIn = join(config.registries_conf_dir, MIRRORS_DROP_IN);
+  const stale = await access(dropIn).then(() => true, () => false);
+  if (!config.registry_mirrors && !stale) return;
+  const { writeMirrorsDropIn } = await import('./oci/mirrors.ts');
+  const mirrors = parseRegistryMirrors(config.registry_mirrors ?? '');
+  try {
+    const written = await writeMirrorsDropIn({ dir: config.registries_conf_dir, fileName: MIRRORS_DROP_IN, certsDir: config.registry_certs_dir }, mirrors,
+      'Written by bootc-agent at start from its registry_mirrors option; rewritten or removed at each start.');
+    if (written) log.info({ path: written, mirrors: mirrors.map((m) => `${m.registry}=${m.mirror}`) }, 'registry mirrors configured');
+    else log.info({ path: dropIn }, 'registry mirrors drop-in of an earlier start removed');
+  } catch (err) {
+    if (isAgentError(err)) throw err;
+    throw new AgentError('REGISTRY_CONFIG_INVALID', `Cannot write the registry_mirrors drop-in ${dropIn}: ${(err as Error).message}`, { cause: err, details: { path: dropIn } });
+  }
+}
+
 function throwIfStopping(signal: AbortSignal): void {
   if (signal.aborted) throw new AgentError('CANCELLED', 'The agent is stopping', { cause: signal.reason });
 }
@@ -251,6 +277,7 @@ export function createAgent(deps: AgentDeps): Agent {
       // Ironic keeps the last progress line it was sent until another message replaces it.
       statusMessages.ended(`${interrupted.command_name}: FAILED (the agent was stopped during it)`);
     }
+    await applyRegistryMirrors(config, log);
     throwIfStopping(stopping);
     if (config.hardware_initialization_delay > 0) await sleep(config.hardware_initialization_delay * 1000, undefined, { signal: stopping });
     identity = await lookUpIdentity(deps, store, stopping);

@@ -6,7 +6,7 @@
  * @module
  */
 import { z } from 'zod';
-import { parseBool } from '../config/index.ts';
+import { parseBool, parseNodeRegistryMirrors, type RegistryMirror } from '../config/index.ts';
 import { registryAuth, type RegistryAuth } from '../deploy/pull-secret.ts';
 import { parseRootDeviceHints, rootDeviceSelectionFromNode, type RootDeviceSelection } from '../disk/index.ts';
 import { AgentError } from '../errors.ts';
@@ -34,6 +34,8 @@ export interface BootcDeployRequest {
   filesystem: Filesystem | undefined;
   /** `bootc_container_storage`: where podman's storage goes for this node (overrides the agent option). */
   containerStorage: ContainerStorageMode | undefined;
+  /** `bootc_registry_mirrors`: this node's mirrors, over the agent's (docs/bootc-step.md). */
+  registryMirrors: RegistryMirror[];
 }
 
 const StepArgs = z.looseObject({
@@ -152,5 +154,6 @@ export function parseBootcDeployRequest(
     targetImgref: typeof target === 'string' ? target.replace(/^oci:\/\//, '') : undefined,
     filesystem: (filesystem ?? undefined) as Filesystem | undefined,
     containerStorage: (storage ?? undefined) as ContainerStorageMode | undefined,
+    registryMirrors: parseNodeRegistryMirrors(ii.bootc_registry_mirrors, 'bootc_registry_mirrors'),
   };
 }

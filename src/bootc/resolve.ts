@@ -6,10 +6,12 @@
  * @module
  */
 import { waitForRootDevice, type RootDeviceFound } from '../disk/index.ts';
+import { join } from 'node:path';
 import { AgentError } from '../errors.ts';
 import type { CommandRunner } from '../exec/index.ts';
 import type { Logger } from '../log/index.ts';
-import type { ImageInspection } from '../oci/index.ts';
+import { DEFAULT_REGISTRIES_CONF_DIR, type ImageInspection, type OciClient, type PullSource } from '../oci/index.ts';
+import { preparePodmanRegistries, type PodmanRegistries } from '../oci/mirrors.ts';
 import { pathExists } from './podman.ts';
 import type { BootcDeployRequest } from './request.ts';
 import type { BootcStepDeps } from './deps.ts';
@@ -65,13 +67,45 @@ export function startEarlyWork(deps: BootcStepDeps, request: BootcDeployRequest,
   };
 }
 
-/** Inspects the image; fails unless it is a bootable container image. */
-export async function resolveImage(deps: BootcStepDeps, request: BootcDeployRequest, early: EarlyWork, log: Logger): Promise<ImageInspection> {
+/** What the registries configuration of one deploy needs from the step's dependencies. */
+export interface RegistriesDeps {
+  oci: OciClient;
+  config: { state_dir: string; registries_conf_dir?: string | undefined };
+}
+
+/**
+ * The node's mirrors (`bootc_registry_mirrors`) over the agent's, for our client (the overlay)
+ * and for podman (a private registries.conf.d under state_dir, 0600, which `dispose()` removes;
+ * also when the agent's drop-in directory is not the one podman reads by itself).
+ */
+export async function prepareNodeRegistries(deps: RegistriesDeps, request: Pick<BootcDeployRequest, 'registryMirrors'>): Promise<PodmanRegistries> {
+  const confDir = deps.config.registries_conf_dir ?? DEFAULT_REGISTRIES_CONF_DIR;
+  return preparePodmanRegistries({
+    base: await deps.oci.registries(),
+    mirrors: request.registryMirrors,
+    confDir,
+    confDirIsDefault: confDir === DEFAULT_REGISTRIES_CONF_DIR,
+    parentDir: join(deps.config.state_dir, 'registries'),
+  });
+}
+
+/** Which source served the image, as results and progress reports name it. */
+export function sourceResult(source: PullSource): { registry: string; repository: string; mirror: boolean } {
+  return { registry: source.registry, repository: source.repository, mirror: source.mirror };
+}
+
+/**
+ * Inspects the image (through the node's mirrors when `registries` has them); fails unless it is
+ * a bootable container image.
+ */
+export async function resolveImage(deps: BootcStepDeps, request: BootcDeployRequest, early: EarlyWork, log: Logger, registries?: Pick<PodmanRegistries, 'overlay'>): Promise<ImageInspection> {
   const credentials = request.auth?.credentials;
-  const image = await early.ahead(() => deps.oci.inspectImage(request.image, { signal: early.signal, ...(credentials ? { credentials } : {}) }));
+  const image = await early.ahead(() => deps.oci.inspectImage(request.image, {
+    signal: early.signal, ...(credentials ? { credentials } : {}), ...(registries?.overlay.registries.length ? { registries: registries.overlay } : {}),
+  }));
   if (image.kind !== 'bootc-image') {
     throw new AgentError('IMAGE_NOT_BOOTABLE', `${request.imageSource} is an OCI artifact${image.artifactType ? ` (${image.artifactType})` : ''}, not a bootable container image`, { details: { digest: image.digest } });
   }
-  log.info({ digest: image.digest, platform: image.platform, layers: image.layers.length, compressed_bytes: image.totalCompressedSize }, 'image resolved');
+  log.info({ digest: image.digest, platform: image.platform, layers: image.layers.length, compressed_bytes: image.totalCompressedSize, source: sourceResult(image.source) }, 'image resolved');
   return image;
 }

@@ -10,5 +10,5 @@ export { parseFlags, withBareBooleans } from './flags.ts';
 export { OPTIONS, envName, flagName, parseBool, ENV_PREFIX } from './options.ts';
 export type { Config, OptionDef, OptionKey } from './options.ts';
 export type { ConfigSources } from './load.ts';
-export { formatRegistryMirrors, MIRRORS_DROP_IN, parseRegistryMirrors } from './registry-mirrors.ts';
+export { formatRegistryMirrors, MIRRORS_DROP_IN, parseNodeRegistryMirrors, parseRegistryMirrors } from './registry-mirrors.ts';
 export type { MirrorPull, RegistryMirror } from './registry-mirrors.ts';

@@ -104,3 +104,39 @@ export function formatRegistryMirrors(mirrors: readonly RegistryMirror[]): strin
     ...(m.ca ? [`ca=${m.ca}`] : []),
   ].join(';')).join(',');
 }
+
+const PULLS: readonly MirrorPull[] = ['all', 'digest-only', 'tag-only'];
+
+function objectEntry(item: unknown, i: number, key: string): string {
+  const where = `${key}[${i}]`;
+  if (typeof item !== 'object' || item === null || Array.isArray(item)) throw invalid(key, JSON.stringify(item)?.slice(0, 100) ?? String(item), `${where} must be an object {registry, mirror, pull_from_mirror?, insecure?}`);
+  const o = item as Record<string, unknown>;
+  const shown = JSON.stringify(o).slice(0, 200);
+  const extra = Object.keys(o).filter((k) => !['registry', 'mirror', 'pull_from_mirror', 'insecure'].includes(k));
+  if (extra.length) throw invalid(key, shown, `unknown field ${extra[0]!.slice(0, 40)} (registry, mirror, pull_from_mirror, insecure; CA files are a boot option)`);
+  if (typeof o['registry'] !== 'string' || typeof o['mirror'] !== 'string') throw invalid(key, shown, 'registry and mirror must be strings');
+  const pull = o['pull_from_mirror'] ?? 'all';
+  if (!PULLS.includes(pull as MirrorPull)) throw invalid(key, shown, `pull_from_mirror must be one of ${PULLS.join(', ')}`);
+  if (o['insecure'] !== undefined && typeof o['insecure'] !== 'boolean') throw invalid(key, shown, 'insecure must be true or false');
+  if (/[,;=]/.test(o['registry'] + o['mirror'])) throw invalid(key, shown, 'registry and mirror cannot hold , ; or =');
+  return [`${o['registry']}=${o['mirror']}`, ...(pull === 'all' ? [] : [pull as string]), ...(o['insecure'] ? ['insecure'] : [])].join(';');
+}
+
+/**
+ * A node's mirrors from `instance_info` (`key` names it in errors): the same text format, or a
+ * list of `{registry, mirror, pull_from_mirror?, insecure?}` objects. `ca=` is refused here: a
+ * CA file is something the ramdisk holds, so it is a boot option.
+ */
+export function parseNodeRegistryMirrors(value: unknown, key: string): RegistryMirror[] {
+  if (value === undefined || value === null) return [];
+  let text: string;
+  if (typeof value === 'string') text = value;
+  else if (Array.isArray(value)) {
+    if (value.length > MAX_ENTRIES) throw invalid(key, `${value.length} entries`, `more than ${MAX_ENTRIES} entries`);
+    text = value.map((item, i) => objectEntry(item, i, key)).join(',');
+  } else throw invalid(key, JSON.stringify(value)?.slice(0, 100) ?? '', 'expected a string or a list of objects');
+  const mirrors = parseRegistryMirrors(text, key);
+  const withCa = mirrors.find((m) => m.ca !== undefined);
+  if (withCa) throw invalid(key, formatRegistryMirrors([withCa]), 'ca= is a boot option (registry_mirrors): a node cannot name files in the ramdisk');
+  return mirrors;
+}

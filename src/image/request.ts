@@ -6,6 +6,7 @@
  * @module
  */
 import { z } from 'zod';
+import { parseNodeRegistryMirrors, type RegistryMirror } from '../config/index.ts';
 import { registryAuth, type RegistryAuth } from '../deploy/pull-secret.ts';
 import { AgentError } from '../errors.ts';
 import { parseReference, type DownloadSource } from '../oci/index.ts';
@@ -26,6 +27,8 @@ export const ImageInfo = z.looseObject({
   image_request_authorization: z.string().nullish(),
   /** Ours: registry credentials for `oci://` URLs (the shapes src/oci `parsePullSecret` accepts). */
   oci_pull_secret: z.string().nullish(),
+  /** Ours: this node's registry mirrors for `oci://` URLs (src/config/registry-mirrors.ts). */
+  image_registry_mirrors: z.unknown().optional(),
   configdrive: z.unknown().optional(),
 });
 export type ImageInfo = z.infer<typeof ImageInfo>;
@@ -43,6 +46,8 @@ export interface WriteImageRequest {
   configdrive?: string | undefined;
   /** `stream_raw_images: false` asks IPA to cache first; this agent streams anyway. */
   streamRequested: boolean;
+  /** `image_registry_mirrors` of image_info, else of the node's instance_info: mirrors for `oci://` URLs. */
+  registryMirrors: RegistryMirror[];
 }
 
 function invalid(message: string, details: Record<string, unknown> = {}): AgentError {
@@ -68,8 +73,12 @@ function ociAuth(pullSecret: string, urls: readonly string[]): RegistryAuth {
   return ociUrl ? registryAuth(pullSecret, parseReference(ociUrl)) : { secrets: [pullSecret] };
 }
 
-/** Validates `image_info` (+ the step's `configdrive`); `allowMd5` is IPA's `md5_enabled`. */
-export function parseWriteImageRequest(rawInfo: unknown, configdrive: unknown, allowMd5: boolean): WriteImageRequest {
+/**
+ * Validates `image_info` (+ the step's `configdrive`); `allowMd5` is IPA's `md5_enabled`. The
+ * node's `instance_info` is read for `image_registry_mirrors` when image_info has none (Ironic
+ * copies only its own keys into image_info).
+ */
+export function parseWriteImageRequest(rawInfo: unknown, configdrive: unknown, allowMd5: boolean, instanceInfo?: Record<string, unknown> | null): WriteImageRequest {
   const parsed = ImageInfo.safeParse(rawInfo);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -108,5 +117,6 @@ export function parseWriteImageRequest(rawInfo: unknown, configdrive: unknown, a
     ...(info.oci_pull_secret ? { ociAuth: ociAuth(info.oci_pull_secret, urls) } : {}),
     ...(typeof cd === 'string' && cd ? { configdrive: cd } : {}),
     streamRequested: info.stream_raw_images !== false,
+    registryMirrors: parseNodeRegistryMirrors(info.image_registry_mirrors ?? instanceInfo?.['image_registry_mirrors'], 'image_registry_mirrors'),
   };
 }

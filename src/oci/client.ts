@@ -214,7 +214,7 @@ export class OciClient implements ImageResolver {
   async #blobSessions(image: BlobSource, descriptor: Descriptor, options: CallOptions & BlobOptions) {
     const parsed = Descriptor.safeParse(descriptor);
     if (!parsed.success) throw new AgentError('OCI_MANIFEST_INVALID', 'Invalid blob descriptor (digest, size or media type)');
-    const sources = await this.#sourcesFrom(image, options.registries);
+    const sources = await this.blobSources(image, options.registries);
     const sessions = await Promise.all(sources.map(async (s) => (await this.session(s, image.reference, options.credentials)).session));
     const onSource = (index: number, err: unknown): void => {
       const from = sources[index - 1];
@@ -224,7 +224,8 @@ export class OciClient implements ImageResolver {
     return { sessions, blob: parsed.data, blobOptions: { ...options, onSource } };
   }
 
-  async #sourcesFrom(image: BlobSource, overlay: RegistriesConfig | undefined): Promise<PullSource[]> {
+  /** The sources a blob of `image` is downloaded from, in order (what `onSource`'s index points into). */
+  async blobSources(image: BlobSource, overlay?: RegistriesConfig): Promise<PullSource[]> {
     const { registries } = await this.#loadConfig();
     let all: PullSource[];
     try {
