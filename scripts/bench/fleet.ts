@@ -91,9 +91,11 @@ async function pushImages(ctx: BenchContext, o: FleetOptions, origin: Origin): P
     const why = standin.standinUnavailable();
     if (why) throw new Skip(why);
     ctx.log('fleet: building (or reusing) the stand-in image');
-    await standin.buildStandinImages({ log: ctx.log });
+    // Without the canaries: the origin has no credentials to leak, and the stand-in's scan would
+    // otherwise fail our installs over another run's stand-in secrets under /tmp.
+    const image = await standin.buildStandinVariant({ noCanaries: true, name: 'localhost/bootc-standin-fleet', log: ctx.log });
     const r = origin.registry;
-    await standin.pushStandin({ host: r.host, certsDir: r.certsDir, username: r.username, password: r.password, auth: 'none' }, BOOTC_REPO, TAG, 'bootc');
+    await standin.pushStandin({ host: r.host, certsDir: r.certsDir, username: r.username, password: r.password, auth: 'none' }, BOOTC_REPO, TAG, image);
     images.bootc = await bootcImageBytes(origin);
   }
   return images as Record<Kind, FleetImage>;
