@@ -5,8 +5,9 @@
  * `md5_enabled`, off by default). Verification is over the bytes as downloaded.
  * @module
  */
-import { createHash, getHashes, type Hash } from 'node:crypto';
+import { createHash, getHashes } from 'node:crypto';
 import { AgentError } from '../errors.ts';
+import { createStreamHash, type StreamHash } from '../oci/stream-hash.ts';
 
 export interface ExpectedChecksum {
   /** A Node/OpenSSL hash name: `sha256`, `sha512`, `md5`, … */
@@ -67,22 +68,37 @@ export function checksumFromImageInfo(info: ChecksumFields, allowMd5: boolean): 
   return checkChecksum(guessed, legacy, allowMd5);
 }
 
-/** A running hash with its expected value; `verify()` throws IMAGE_CHECKSUM_MISMATCH. */
+/**
+ * A running hash with its expected value. `update` may return a promise (the hashing thread is
+ * behind: await it); `finish()` once every byte was added, then `verify()` throws
+ * IMAGE_CHECKSUM_MISMATCH or returns `algorithm:hex`.
+ */
 export class ChecksumVerifier {
   readonly expected: ExpectedChecksum;
-  readonly #hash: Hash;
+  readonly #hash: StreamHash;
+  #actual: string | undefined;
 
-  constructor(expected: ExpectedChecksum) {
+  constructor(expected: ExpectedChecksum, offThread = false) {
     this.expected = expected;
-    this.#hash = createHash(expected.algorithm);
+    this.#hash = createStreamHash(expected.algorithm, offThread);
   }
 
-  update(chunk: Buffer): void {
-    this.#hash.update(chunk);
+  update(chunk: Buffer): Promise<void> | undefined {
+    return this.#hash.update(chunk);
+  }
+
+  async finish(): Promise<void> {
+    this.#actual ??= await this.#hash.digest();
+  }
+
+  /** Ends the hashing (and its thread) when the download stopped before the end. */
+  close(): void {
+    this.#hash.close();
   }
 
   verify(source: string): string {
-    const actual = this.#hash.digest('hex');
+    const actual = this.#actual;
+    if (actual === undefined) throw new AgentError('INTERNAL', 'The image checksum was read before the download finished');
     if (actual !== this.expected.value) {
       throw new AgentError('IMAGE_CHECKSUM_MISMATCH', `The image downloaded from ${source} has ${this.expected.algorithm} ${actual}, expected ${this.expected.value}`, {
         details: { algorithm: this.expected.algorithm, expected: this.expected.value, actual, source },

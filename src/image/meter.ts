@@ -4,9 +4,10 @@
  * of async iteration costs per chunk, and TLS hands over 16 KiB chunks (65536 per GiB).
  * @module
  */
-import { createHash } from 'node:crypto';
+import { AgentError } from '../errors.ts';
 import { gcEvery } from '../io/gc.ts';
 import { MiB } from '../io/sizes.ts';
+import { createStreamHash, wantsHashThread } from '../oci/stream-hash.ts';
 import { ChecksumVerifier, type ExpectedChecksum } from './checksum.ts';
 import type { WriteJob } from './job.ts';
 import type { Opened } from './source.ts';
@@ -27,8 +28,11 @@ export interface MeteredDownload {
 
 /** `shownUrl` names the source in a checksum mismatch. */
 export function meterDownload(job: WriteJob, opened: Opened, checksum: ExpectedChecksum | undefined, shownUrl: string): MeteredDownload {
-  const verifier = checksum ? new ChecksumVerifier(checksum) : undefined;
-  const sha256 = !verifier && !opened.ociDigest ? createHash('sha256') : undefined;
+  // An http(s) size may be unknown: then it counts as large.
+  const offThread = wantsHashThread(opened.source.size);
+  const verifier = checksum ? new ChecksumVerifier(checksum, offThread) : undefined;
+  const sha256 = !verifier && !opened.ociDigest ? createStreamHash('sha256', offThread) : undefined;
+  let computed: string | undefined;
   const collect = gcEvery(GC_EVERY_BYTES);
   const { clock } = job;
   async function* chunks(): AsyncGenerator<Buffer> {
@@ -42,8 +46,8 @@ export function meterDownload(job: WriteJob, opened: Opened, checksum: ExpectedC
         if (next.done) break;
         const chunk = next.value;
         if (verifier || sha256) {
-          verifier?.update(chunk);
-          sha256?.update(chunk);
+          const hashing = verifier ? verifier.update(chunk) : sha256!.update(chunk);
+          if (hashing) await hashing;
           clock.add('hashing', performance.now() - t1);
         }
         job.downloaded += chunk.length;
@@ -51,7 +55,14 @@ export function meterDownload(job: WriteJob, opened: Opened, checksum: ExpectedC
         job.report();
         yield chunk;
       }
+      // The hash of the last bytes is waited for here, so digest() below can answer at once.
+      const t = performance.now();
+      await verifier?.finish();
+      if (sha256) computed = `sha256:${await sha256.digest()}`;
+      clock.add('hashing', performance.now() - t);
     } finally {
+      verifier?.close();
+      sha256?.close();
       await iterator.return?.();
     }
     job.complete = true;
@@ -59,6 +70,10 @@ export function meterDownload(job: WriteJob, opened: Opened, checksum: ExpectedC
   let digest: string | undefined;
   return {
     chunks: chunks(),
-    digest: () => (digest ??= verifier ? verifier.verify(shownUrl) : opened.ociDigest ?? `sha256:${sha256!.digest('hex')}`),
+    digest: () => (digest ??= verifier ? verifier.verify(shownUrl) : opened.ociDigest ?? computed ?? missingDigest()),
   };
+}
+
+function missingDigest(): never {
+  throw new AgentError('INTERNAL', 'The download digest was read before the download finished');
 }

@@ -12,6 +12,7 @@ import { AgentError, isAgentError, type ErrorCode } from '../errors.ts';
 import { createDigestHash, parseDigest, type DigestAlgorithm } from './digest.ts';
 import { cancelBody, cancelled, header, isRetryableNetworkError, type HttpResponse } from './http.ts';
 import { retryDelay } from './retry.ts';
+import { createStreamHash, wantsHashThread, type StreamHash } from './stream-hash.ts';
 import type { Descriptor } from './schemas.ts';
 import type { RegistrySession } from './session.ts';
 
@@ -89,7 +90,7 @@ class BlobDownload {
   readonly #failures: { err: unknown; failure: BlobSourceFailure }[] = [];
   /** Bytes handed to the consumer (yielded or batched): never taken back. */
   #emitted = 0;
-  #hasher: Hash;
+  #hasher: StreamHash;
   /** Bytes fed to `#hasher`, i.e. where the next Range starts. */
   #position = 0;
   #useRange = true;
@@ -109,7 +110,11 @@ class BlobDownload {
     this.#sessions = sessions;
     this.#d = d;
     this.#options = options;
-    this.#hasher = createDigestHash(this.#algorithm);
+    this.#hasher = this.#newHasher();
+  }
+
+  #newHasher(): StreamHash {
+    return createStreamHash(this.#algorithm, wantsHashThread(this.#d.size));
   }
 
   get #session(): RegistrySession {
@@ -124,8 +129,8 @@ class BlobDownload {
     return this.#batched === 0;
   }
 
-  verifyEmpty(): void {
-    if (`${this.#algorithm}:${this.#hasher.digest('hex')}` !== this.#d.digest) throw mismatch(this.#d, 'empty blob digest mismatch');
+  async verifyEmpty(): Promise<void> {
+    if (`${this.#algorithm}:${await this.#hasher.digest()}` !== this.#d.digest) throw mismatch(this.#d, 'empty blob digest mismatch');
   }
 
   /** The response for what is still missing; its body is cancelled if it is refused. */
@@ -158,21 +163,24 @@ class BlobDownload {
     }
     const length = Number(header(res, 'content-length'));
     if (Number.isFinite(length) && length !== d.size) throw mismatch(d, `Content-Length ${length} differs from the descriptor size`);
-    if (this.#position > 0) this.#restartFromZero();
+    if (this.#position > 0) await this.#restartFromZero();
   }
 
-  #restartFromZero(): void {
+  async #restartFromZero(): Promise<void> {
     if (this.#prefixCheck) this.#prefixCheck.hash = createDigestHash(this.#algorithm);
-    else this.#prefixCheck = { expected: this.#hasher.copy().digest('hex'), hash: createDigestHash(this.#algorithm) };
-    this.#hasher = createDigestHash(this.#algorithm);
+    else this.#prefixCheck = { expected: await this.#hasher.peek(), hash: createDigestHash(this.#algorithm) };
+    this.#hasher.close();
+    this.#hasher = this.#newHasher();
     this.#position = 0;
   }
 
-  /** Hashes one network chunk and batches the part of it the consumer has not had yet. */
-  add(chunk: Buffer): void {
+  /**
+   * Hashes one network chunk and batches the part of it the consumer has not had yet; a promise
+   * when the hashing thread is behind (await it before the next chunk).
+   */
+  add(chunk: Buffer): Promise<void> | undefined {
     const d = this.#d;
     if (this.#position + chunk.length > d.size) throw mismatch(d, `more bytes than the descriptor size ${d.size}`);
-    this.#hasher.update(chunk);
     let fresh = chunk;
     if (this.#position < this.#emitted) {
       const overlap = Math.min(chunk.length, this.#emitted - this.#position);
@@ -183,12 +191,14 @@ class BlobDownload {
         this.#prefixCheck = undefined;
       }
     }
+    const hashing = this.#hasher.update(chunk);
     this.#position += chunk.length;
     if (fresh.length > 0) {
       this.#emitted += fresh.length;
       this.#batch.push(fresh);
       this.#batched += fresh.length;
     }
+    return hashing;
   }
 
   takeBatch(): Buffer {
@@ -203,11 +213,16 @@ class BlobDownload {
     return out;
   }
 
+  /** Ends the hashing (and its thread) whatever happened. */
+  close(): void {
+    this.#hasher.close();
+  }
+
   /** After a response body ended: everything arrived and hashes to the digest, or it throws. */
-  verifyComplete(): void {
+  async verifyComplete(): Promise<void> {
     const d = this.#d;
     if (this.#position < d.size) throw new Truncated(`stream ended after ${this.#position} of ${d.size} bytes`);
-    const actual = `${this.#algorithm}:${this.#hasher.digest('hex')}`;
+    const actual = `${this.#algorithm}:${await this.#hasher.digest()}`;
     if (actual !== d.digest) throw mismatch(d, `digest mismatch (got ${actual})`, { actual });
   }
 
@@ -285,28 +300,33 @@ class BlobDownload {
  */
 export async function* openBlobChunks(sessions: RegistrySession | readonly RegistrySession[], d: Descriptor, options: BlobOptions = {}): AsyncGenerator<Buffer> {
   const download = new BlobDownload(Array.isArray(sessions) ? sessions : [sessions as RegistrySession], d, options);
-  if (d.size === 0) {
-    download.verifyEmpty();
-    return;
-  }
-  for (;;) {
-    let res: HttpResponse | undefined;
-    try {
-      res = await download.request();
-      for await (const chunk of res.body) {
-        download.add(chunk as Buffer);
-        if (download.batchFull) yield download.takeBatch();
-      }
-      if (!download.batchEmpty) yield download.takeBatch();
-      download.verifyComplete();
+  try {
+    if (d.size === 0) {
+      await download.verifyEmpty();
       return;
-    } catch (err) {
-      if (res) cancelBody(res);
-      download.checkFinal(err);
-      // Bytes already counted as emitted (hashed, in order) go out before the retry.
-      if (!download.batchEmpty) yield download.takeBatch();
-      await download.afterFailure(err);
     }
+    for (;;) {
+      let res: HttpResponse | undefined;
+      try {
+        res = await download.request();
+        for await (const chunk of res.body) {
+          const hashing = download.add(chunk as Buffer);
+          if (hashing) await hashing;
+          if (download.batchFull) yield download.takeBatch();
+        }
+        if (!download.batchEmpty) yield download.takeBatch();
+        await download.verifyComplete();
+        return;
+      } catch (err) {
+        if (res) cancelBody(res);
+        download.checkFinal(err);
+        // Bytes already counted as emitted (hashed, in order) go out before the retry.
+        if (!download.batchEmpty) yield download.takeBatch();
+        await download.afterFailure(err);
+      }
+    }
+  } finally {
+    download.close();
   }
 }
 
