@@ -23,6 +23,8 @@ import {
   type BlobInput, type OciClientOptions, type RegistriesConfig, type RepositoryPusher,
 } from '../src/oci/index.ts';
 
+const MIB = 1024 * 1024;
+
 export const ARCHES = { amd64: { cpuArch: 'x86_64' }, arm64: { cpuArch: 'aarch64' } } as const;
 export type Arch = keyof typeof ARCHES;
 
@@ -103,7 +105,12 @@ async function readBuild(arch: Arch, dir: string): Promise<BuildFile[]> {
 async function pushArch(pusher: RepositoryPusher, arch: Arch, files: BuildFile[], options: PublishOptions, annotations: Record<string, string> | undefined) {
   const out: PublishedArch['files'] = {};
   for (const f of files) {
-    const outcome = await pusher.pushBlob(f.blob, { chunkSize: options.chunkSize, mountFrom: options.mountFrom });
+    const outcome = await pusher.pushBlob(f.blob, {
+      chunkSize: options.chunkSize, mountFrom: options.mountFrom,
+      onProgress: (sent, total) => {
+        if (sent < total) options.log?.(`${arch} ${f.name}: ${(sent / MIB).toFixed(1)}/${(total / MIB).toFixed(1)} MiB sent`);
+      },
+    });
     options.log?.(`${arch} ${f.name}: ${f.blob.size} bytes ${f.blob.digest} (${outcome})`);
     out[f.name] = { digest: f.blob.digest, size: f.blob.size, outcome };
   }

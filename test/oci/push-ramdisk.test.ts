@@ -126,7 +126,7 @@ describe('publish-ramdisk to a real registry', { skip }, () => {
       (e: unknown) => isAgentError(e) && e.code === 'OCI_ARTIFACT_INVALID' && /bootc-agent\.initramfs does not match its line in SHA256SUMS/.test(e.message));
   });
 
-  test('the command line: --json, --creds-env with a pull secret, --cert-dir; wrong credentials exit 1 without the secret', async () => {
+  test('the command line: --json, --creds-env with a pull secret, --cert-dir, progress, --insecure; wrong credentials exit 1 without the secret', async () => {
     const out = sink();
     const err = sink();
     const secret = Buffer.from(`${reg.username}:${reg.password}`).toString('base64');
@@ -136,6 +136,14 @@ describe('publish-ramdisk to a real registry', { skip }, () => {
     const result = JSON.parse(out.text()) as PublishResult;
     assert.equal(result.arches.amd64!.deployKernel, `oci://${reg.host}/cli/ramdisk@${first.arches.amd64!.deployKernel.split('@')[1]}`);
     assert.match(err.text(), /amd64 bootc-agent\.initramfs: \d+ bytes sha256:[0-9a-f]{64} \(uploaded\)/);
+    assert.match(err.text(), /amd64 bootc-agent\.initramfs: 0\.1\/0\.3 MiB sent\n/, 'progress per chunk');
+
+    const insecure = sink();
+    const insecureErr = sink();
+    const code1 = await main([`oci://${reg.host}/cli/insecure:1`, '--amd64', amd64.dir, '--authfile', authFile, '--insecure', '--json'],
+      { stdout: insecure.stream, stderr: insecureErr.stream, env: { REGISTRY_AUTH_FILE: join(dir, 'none.json') } });
+    assert.equal(code1, 0, `--insecure: a self-signed registry without --cert-dir: ${insecureErr.text()}`);
+    assert.equal((JSON.parse(insecure.text()) as PublishResult).arches.amd64!.deployKernel.split('@')[1], first.arches.amd64!.deployKernel.split('@')[1]);
 
     const wrong = 'Wr0ng-Passw0rd-For-Test';
     const out2 = sink();
