@@ -1,5 +1,6 @@
 /**
- * Issue 4: what the agent's bootc step costs on top of the commands it wraps. The step
+ * Issue 4: what the agent's bootc step costs on top of the commands it wraps; issue 14: the
+ * agent process's own peak RSS through the same deploy. The step
  * (src/bootc/step.ts, real runner, real OCI client) deploys the stand-in bootc image
  * (test/helpers/standin-image.ts) from a TLS registry onto a loop device; then the same
  * `podman pull` and `podman run … bootc install to-disk` argv it ran (recorded through the
@@ -10,17 +11,22 @@
  * under /var/lib/bootc-standin-auth, as the stand-in helper's own pushes do.
  * @module
  */
+import { spawn } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  deferCleanup, fmtBytes, fmtSeconds, median, moduleExists, requireRoot, requireTools, run, Skip, sleep, spread, table, verdict,
+  deferCleanup, fmtBytes, fmtMiB, fmtSeconds, median, moduleExists, procMemory, requireRoot, requireTools, run, Skip, sleep, spread, table, verdict,
   withTempDir, type BenchContext, type Section,
 } from './common.ts';
+import { ensureBundle, ramdiskNode, BUNDLE } from './bundle.ts';
 import { attachLoop } from './loop.ts';
 
 const OVERHEAD_TARGET = 0.05;
+const RSS_TARGET_KIB = 80 * 1024;
+// An older build of the agent to measure beside this tree's (docs/benchmarks.md says how to make one).
+const BASELINE_ENV = 'BENCH_DEPLOY_BASELINE';
 const DISK_BYTES = 12 * 2 ** 30;
 const AUTH_ROOT = '/var/lib/bootc-standin-auth';
 const REPO = 'bench/standin';
@@ -105,6 +111,7 @@ async function runDeploy(ctx: BenchContext): Promise<void> {
     await writeFile(authFile, JSON.stringify({ auths: { [registry.host]: { auth: standin.STANDIN_AUTH } } }), { mode: 0o600 });
     oci = createOciClient({ log: createSilentLogger(), certsDirs: [...DEFAULT_CERTS_DIRS, registry.certsDir] });
     let verdictLine = '';
+    let rssLine = '';
     for (const image of images) {
     const pushed = await standin.pushStandin(registry, REPO, image.tag, image.which);
     const imageRef = `${registry.host}/${REPO}@${pushed.digest}`;
@@ -240,6 +247,10 @@ async function runDeploy(ctx: BenchContext): Promise<void> {
         console.log(`  overhead: ${(overhead * 100).toFixed(1)} % (${fmtSeconds(agentWall - bareWall)} more); what the agent adds around the pull and the install `
           + `(its wall minus those two commands' own time): ${fmtSeconds(own)}, ${((own / bareWall) * 100).toFixed(1)} % of the bare run`);
         verdictLine += `${verdictLine ? '; ' : ''}${image.label} ${(overhead * 100).toFixed(1)} % (added around the commands: ${((own / bareWall) * 100).toFixed(1)} %) ${verdict(overhead <= OVERHEAD_TARGET)}`;
+        await prepare();
+        rssLine += `${rssLine ? '; ' : ''}${await printAgentRss(ctx, dir, image.label, {
+          imageSource: `oci://${registry.host}/${REPO}:${image.tag}`, pullSecret: standin.STANDIN_PULL_SECRET, disk: disk.device, prepare,
+        })}`;
       } finally {
         await dropPartitions();
         await disk.detach();
@@ -250,12 +261,134 @@ async function runDeploy(ctx: BenchContext): Promise<void> {
     });
     }
     console.log(`  target: overhead ≤ ${OVERHEAD_TARGET * 100} % → ${verdictLine}`);
+    console.log(`  target: the agent's own peak RSS during a bootc deploy ≤ ${RSS_TARGET_KIB / 1024} MiB (issue 14; filed as 136 MiB for ours, 92 MiB for IPA 13) → ${rssLine}`);
   } finally {
     await oci?.close();
     await removeAuth();
     await removeCa();
     await stopRegistry();
   }
+}
+
+interface AgentRss {
+  /** RSS 2 s after the first heartbeat, before the deploy. */
+  idleKiB: number | undefined;
+  /** The process's VmHWM once the deploy finished: its peak RSS through start-up and deploy. */
+  hwmKiB: number | undefined;
+  /** The highest VmRSS sampled (every 50 ms) while each phase was the one the agent reported. */
+  phases: [string, number][];
+  /** RSS 2 s after the command finished. */
+  afterKiB: number | undefined;
+  seconds: number;
+}
+
+// The environment the agent process gets: ours (podman's private storage included) without
+// agent settings or node options that would change what is measured.
+function agentEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('BOOTC_AGENT_') && k !== 'NODE_OPTIONS') env[k] = v;
+  return env;
+}
+
+/**
+ * The agent as the ramdisk runs it (the bundle, the unit's node options and environment) in its
+ * own process, looked up by the fake conductor and driven over HTTPS the way Ironic's
+ * `BootcAgentDeploy` drives it (scripts/demo/deploy-driver.ts): steps, the deploy step with a
+ * config drive and a pull secret, polling until it finished. Its VmRSS is sampled every 50 ms.
+ */
+export async function agentProcessRss(dir: string, bundle: string, request: { imageSource: string; pullSecret: string; disk: string; configdrive: string | null }): Promise<AgentRss> {
+  const { startFakeConductor, localMacAddresses } = await import('../../test/helpers/fake-conductor.ts');
+  const { driveBootcDeploy } = await import('../demo/deploy-driver.ts');
+  const conductor = await startFakeConductor({ macs: await localMacAddresses(), requireTls: true, heartbeatTimeout: 30 });
+  const stateDir = join(dir, 'agent-state');
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  await writeFile(join(stateDir, 'no-config.json'), '{}');
+  const argv = [...ramdiskNode(), bundle,
+    '--listen-host', '127.0.0.1', '--listen-port', '0', '--advertise-host', '127.0.0.1', '--api-url', conductor.url,
+    '--state-dir', stateDir, '--log-file', join(stateDir, 'agent.log'), '--cmdline-file', '/dev/null', '--config', join(stateDir, 'no-config.json'),
+    '--include-loop-devices', '--disk-wait-attempts', '1', '--disk-wait-delay', '0'];
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], env: agentEnv() });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr = (stderr + d).slice(-2000); });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const peaks = new Map<string, number>();
+  let phase = 'start-up';
+  const sampler = setInterval(() => {
+    void procMemory(child.pid!).then((m) => {
+      if (m?.rssKiB) peaks.set(phase, Math.max(peaks.get(phase) ?? 0, m.rssKiB));
+    });
+  }, 50);
+  try {
+    const deadline = Date.now() + 60_000;
+    while (!conductor.heartbeats.length) {
+      if (child.exitCode !== null) throw new Error(`the agent exited ${child.exitCode}: ${stderr.trim()}`);
+      if (Date.now() > deadline) throw new Error(`no heartbeat within 60 s: ${stderr.trim()}`);
+      await sleep(50);
+    }
+    phase = 'idle';
+    await sleep(2000);
+    const idleKiB = (await procMemory(child.pid!))?.rssKiB;
+    const started = performance.now();
+    await driveBootcDeploy({
+      conductor, pollMs: 250,
+      request: { imageSource: request.imageSource, configdrive: request.configdrive, ociPullSecret: request.pullSecret, instanceInfo: { root_device: { name: request.disk } } },
+      onEvent: (e) => { if (e.kind === 'started') phase = 'resolve'; else if (e.kind === 'progress' && typeof e.progress.phase === 'string') phase = e.progress.phase; },
+    });
+    const seconds = (performance.now() - started) / 1000;
+    phase = 'finished';
+    const hwmKiB = (await procMemory(child.pid!))?.hwmKiB;
+    await sleep(2000);
+    const afterKiB = (await procMemory(child.pid!))?.rssKiB;
+    return { idleKiB, hwmKiB, afterKiB, seconds, phases: [...peaks] };
+  } finally {
+    clearInterval(sampler);
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 35_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    await conductor.close();
+  }
+}
+
+/**
+ * The agent process's memory through one deploy of `label`: this tree's bundle and, when
+ * BENCH_DEPLOY_BASELINE names one, an older bundle, side by side (runs alternate between them).
+ * Returns the verdict for the target line.
+ */
+async function printAgentRss(ctx: BenchContext, dir: string, label: string, request: { imageSource: string; pullSecret: string; disk: string; prepare(): Promise<void> }): Promise<string> {
+  const bundleNote = await ensureBundle(ctx);
+  const baseline = process.env[BASELINE_ENV];
+  const builds: [string, string][] = [['this tree', BUNDLE], ...(baseline ? [[`baseline (${baseline})`, baseline] as [string, string]] : [])];
+  const { buildConfigDrive } = await import('../demo/configdrive.ts');
+  const { createExecaRunner } = await import('../../src/exec/index.ts');
+  const configdrive = (await buildConfigDrive(createExecaRunner(), dir, { meta_data: { uuid: 'bench', hostname: 'bench' }, user_data: '#cloud-config\n' }).catch(() => undefined))?.base64 ?? null;
+  const runs = new Map<string, AgentRss[]>(builds.map(([name]) => [name, []]));
+  for (let i = 0; i < ctx.options.runs; i++) {
+    for (const [name, bundle] of i % 2 ? [...builds].reverse() : builds) {
+      ctx.log(`deploy: agent process RSS, ${name}, run ${i + 1}/${ctx.options.runs}`);
+      await request.prepare();
+      runs.get(name)!.push(await withTempDir(dir, 'rss-', (d) => agentProcessRss(d, bundle, { ...request, configdrive })));
+    }
+  }
+  const phases = ['start-up', 'idle', 'resolve', 'pull', 'probe', 'install', 'configdrive', 'finished'];
+  const med = (values: (number | undefined)[]) => {
+    const v = values.filter((x): x is number => x !== undefined);
+    return v.length ? median(v) : undefined;
+  };
+  console.log(`  ${label}: the agent's own memory through the deploy: ${bundleNote}; its own process as the ramdisk's unit starts it (${ramdiskNode().map((w) => w.replace(process.execPath, 'node')).join(' ')}), `
+    + `looked up and driven over HTTPS by the fake conductor as Ironic's BootcAgentDeploy drives it (steps, the deploy step with a config drive${configdrive ? '' : ' — none: no genisoimage'} and a pull secret, polled every 250 ms); `
+    + `VmRSS sampled every 50 ms, highest per phase; VmHWM read when the command finished; ${ctx.options.runs} runs, median`);
+  console.log(table(['agent', ...phases.map((p) => (p === 'finished' ? 'after (2 s)' : p)), 'VmHWM', 'max VmHWM', 'deploy'], builds.map(([name]) => {
+    const r = runs.get(name)!;
+    return [
+      name, ...phases.map((p) => fmtMiB(p === 'finished' ? med(r.map((x) => x.afterKiB)) : med(r.map((x) => x.phases.find(([k]) => k === p)?.[1])))),
+      fmtMiB(med(r.map((x) => x.hwmKiB))), fmtMiB(Math.max(...r.map((x) => x.hwmKiB ?? 0))), fmtSeconds(med(r.map((x) => x.seconds))),
+    ];
+  })));
+  const worst = Math.max(...runs.get('this tree')!.map((x) => x.hwmKiB ?? Infinity));
+  return `${label}: VmHWM ${fmtMiB(med(runs.get('this tree')!.map((x) => x.hwmKiB)))} (at most ${fmtMiB(worst)}) ${verdict(worst <= RSS_TARGET_KIB)}`;
 }
 
 // A containers storage of our own. Not under /tmp: the stand-in's canary scan reads /tmp,
@@ -267,7 +400,7 @@ const STORAGE_ROOT = '/var/lib/bootc-agent-bench';
  * so the pull and the containers' set-up do not wait on this machine's disk (its fsyncs behind
  * the last run's writeback made one probe container take 0.25–0.9 s). `disk`: the root filesystem.
  */
-async function privateStorage(where: 'tmpfs' | 'disk'): Promise<{ conf: string; remove(): Promise<void> }> {
+export async function privateStorage(where: 'tmpfs' | 'disk'): Promise<{ conf: string; remove(): Promise<void> }> {
   await mkdir(STORAGE_ROOT, { recursive: true, mode: 0o700 });
   const dir = await mkdtemp(join(STORAGE_ROOT, 'storage-'));
   const conf = join(dir, 'storage.conf');
@@ -291,7 +424,7 @@ async function privateStorage(where: 'tmpfs' | 'disk'): Promise<{ conf: string; 
 }
 
 // podman (ours through the step's runner, and the bare replays) reads CONTAINERS_STORAGE_CONF.
-function useStorage(conf: string): () => void {
+export function useStorage(conf: string): () => void {
   const before = process.env.CONTAINERS_STORAGE_CONF;
   process.env.CONTAINERS_STORAGE_CONF = conf;
   return () => {
@@ -306,7 +439,7 @@ function useStorage(conf: string): () => void {
  * real bootc base image (fedora-bootc: ~1.6 GB unpacked, ~0.7 GB compressed) does in part.
  * The bytes are deterministic (fixed key), so the image is built once and then reused.
  */
-async function fillerImage(standin: typeof import('../../test/helpers/standin-image.ts'), size: number, log: (m: string) => void): Promise<string> {
+export async function fillerImage(standin: typeof import('../../test/helpers/standin-image.ts'), size: number, log: (m: string) => void): Promise<string> {
   await mkdir(STORAGE_ROOT, { recursive: true, mode: 0o700 });
   const dir = await mkdtemp(join(STORAGE_ROOT, 'filler-'));
   try {
@@ -332,6 +465,6 @@ async function fillerImage(standin: typeof import('../../test/helpers/standin-im
 
 export const deploySection: Section = {
   name: 'deploy',
-  title: 'bootc deploy through the agent vs bare podman pull + bootc install (issue 4)',
+  title: 'bootc deploy through the agent vs bare podman pull + bootc install (issue 4); the agent process\'s peak RSS through it (issue 14)',
   run: runDeploy,
 };
