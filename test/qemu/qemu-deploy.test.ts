@@ -57,9 +57,12 @@ test('QEMU: ramdisk boots, heartbeats, deploys a bootc image, powers off; the di
 // Issue 14: an image whose unpacked size exceeds the VM's RAM deploys with its container storage
 // on the target disk (auto's choice), root grown over the scratch, the config drive last, and the
 // disk boots. The VM has 2 GiB (less does not boot: the ramdisk's files fill the kernel's rootfs,
-// a tmpfs of half the RAM); the stand-in plus BIG_LAYER MiB of incompressible data is larger.
-// BOOTC_AGENT_QEMU_BIG_LAYER=0 leaves this run out; docs/qemu-test.md has the full-size command.
-const BIG_LAYER = process.env.BOOTC_AGENT_QEMU_BIG_LAYER ?? '1900';
-test('QEMU: an image larger than the VM\'s RAM deploys with the container storage on the disk, and the disk boots', { skip: reason ?? (BIG_LAYER === '0' ? 'BOOTC_AGENT_QEMU_BIG_LAYER=0' : false), timeout: 40 * 60_000 }, async (t) => {
-  await runScript(t, ['--skip-failures', '--big-layer', BIG_LAYER, '--memory', '2048']);
+// a tmpfs of half the RAM), so the image must be larger than that; the guest pulls through QEMU's
+// user networking under TCG at about 1 MB/s or less (0.3–0.8 MB/s measured on a loaded machine),
+// so the run takes half an hour or more and is left out of CI's time unless
+// BOOTC_AGENT_QEMU_BIG_LAYER=<MiB> asks for it (1900: an image of 2188 MiB).
+const BIG_LAYER = process.env.BOOTC_AGENT_QEMU_BIG_LAYER;
+const bigReason = reason ?? (BIG_LAYER ? undefined : 'an image larger than the VM\'s 2 GiB takes 30+ min to pull under TCG; BOOTC_AGENT_QEMU_BIG_LAYER=1900 runs it');
+test('QEMU: an image larger than the VM\'s RAM deploys with the container storage on the disk, and the disk boots', { skip: bigReason ?? false, timeout: 120 * 60_000 }, async (t) => {
+  await runScript(t, ['--skip-failures', '--big-layer', BIG_LAYER!, '--memory', '2048']);
 });
