@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { BUNDLE, ensureBundle, ramdiskNode } from './bundle.ts';
 import { deferCleanup, fmtBytes, moduleExists, requireRoot, requireTools, run, Skip, type BenchContext, type Section } from './common.ts';
 import { loadAverage } from './machine.ts';
-import { nodeDisk, nodeStore, startFleetAgent, type FleetAgent } from './fleet/agents.ts';
+import { nodeDisk, nodeStore, sourceLines, startFleetAgent, type FleetAgent } from './fleet/agents.ts';
 import { createPullThroughCache, type PullThroughCache } from './fleet/cache.ts';
 import { FLEET_HELP, takeFleetFlags, type FleetOptions } from './fleet/options.ts';
 import { printRound, printSummary } from './fleet/report.ts';
@@ -126,6 +126,8 @@ async function runModes(ctx: BenchContext, o: FleetOptions, setting: FleetSettin
             ctx.log(`fleet: ${mode}, ${kind}, N=${n}${canary ? ', one node first' : ''}`);
             results.push(await runRound(setting, pool, { mode, kind, n, canary }));
             printRound(results.at(-1)!);
+            if (mode === 'cache') ctx.log(`requests the cache answered: ${await setting.cache.takeRequests()}`);
+            for (const line of await sourceLines(nodes[0]!.dir)) ctx.log(`node 0: ${line.slice(0, 400)}`);
           }
         }
       }

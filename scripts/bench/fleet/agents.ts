@@ -176,5 +176,5 @@ export function nodeDisk(dir: string, index: number, bytes: number): Promise<Loo
 /** What the agent's log says about where it pulled from (the records naming a source or mirror). */
 export async function sourceLines(dir: string): Promise<string[]> {
   const log = await readFile(join(dir, 'agent.log'), 'utf8').catch(() => '');
-  return log.split('\n').filter((l) => /mirror|fall(ing)? ?back|source/i.test(l)).slice(-20);
+  return log.split('\n').filter((l) => /mirror|fall(ing)? ?back|source/i.test(l)).slice(-8);
 }

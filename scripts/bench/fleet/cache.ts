@@ -7,7 +7,7 @@
  * @module
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { createTestCertificate, freePort, REGISTRY_BIN, type TestCertificate } from '../../../test/helpers/registry.ts';
@@ -24,6 +24,8 @@ export interface PullThroughCache {
   kill(): Promise<void>;
   /** Removes everything the cache stored (it must be stopped). */
   wipe(): Promise<void>;
+  /** Requests the cache answered since the last call, counted by method, kind and status. */
+  takeRequests(): Promise<string>;
   /** Kills it and removes its files. */
   remove(): Promise<void>;
 }
@@ -39,7 +41,7 @@ export async function createPullThroughCache(parent: string, originHost: string,
   const host = `127.0.0.1:${port}`;
   const data = join(dir, 'data');
   const config = join(dir, 'config.yml');
-  await writeFile(config, `version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\n`
+  await writeFile(config, `version: 0.1\nlog: {level: info, formatter: json, accesslog: {disabled: false}}\n`
     + `storage:\n  filesystem: {rootdirectory: ${data}}\n  delete: {enabled: true}\n`
     + `http:\n  addr: ${host}\n  tls: {certificate: ${cert.certPath}, key: ${cert.keyPath}}\n`
     + `proxy:\n  remoteurl: https://${originHost}\n`);
@@ -57,8 +59,13 @@ export async function createPullThroughCache(parent: string, originHost: string,
   const start = async () => {
     await mkdir(data, { recursive: true });
     stderr = '';
-    child = spawn(REGISTRY_BIN, ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, SSL_CERT_FILE: originCaPath } });
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr = (stderr + d).slice(-2000); });
+    const log = await open(join(dir, 'cache.log'), 'a');
+    child = spawn(REGISTRY_BIN, ['serve', config], { stdio: ['ignore', log.fd, 'pipe'], env: { ...process.env, SSL_CERT_FILE: originCaPath } });
+    await log.close();
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      stderr = (stderr + d).slice(-2000);
+      void appendFile(join(dir, 'cache.log'), d);
+    });
     for (let i = 0; i < 100 && running(); i++) {
       const ok = await request(`https://${host}/v2/`, { dispatcher: probe }).then(async (r) => { await r.body.dump(); return true; }, () => false);
       if (ok) return;
@@ -77,6 +84,17 @@ export async function createPullThroughCache(parent: string, originHost: string,
   return {
     host, cert, running, start, kill, remove,
     pid: () => (running() ? child!.pid : undefined),
+    takeRequests: async () => {
+      const text = await readFile(join(dir, 'cache.log'), 'utf8').catch(() => '');
+      await writeFile(join(dir, 'cache.log'), '');
+      const counts = new Map<string, number>();
+      for (const m of text.matchAll(/"(GET|HEAD) \/v2\/\S*?\/(blobs|manifests)\/\S+ HTTP\/[\d.]+" (\d+)/g)) {
+        const key = `${m[1]} ${m[2]} ${m[3]}`;
+        counts.set(key, (counts.get(key) ?? 0) + 1);
+      }
+      const ranged = (text.match(/Range/g) ?? []).length;
+      return [...counts].map(([k, n]) => `${n}× ${k}`).join(', ') + (ranged ? `; ${ranged} log lines name a Range` : '');
+    },
     wipe: async () => {
       if (running()) throw new Error('wipe: the cache is running');
       await rm(data, { recursive: true, force: true });
