@@ -296,7 +296,7 @@ function agentEnv(): NodeJS.ProcessEnv {
  * `BootcAgentDeploy` drives it (scripts/demo/deploy-driver.ts): steps, the deploy step with a
  * config drive and a pull secret, polling until it finished. Its VmRSS is sampled every 50 ms.
  */
-export async function agentProcessRss(dir: string, bundle: string, request: { imageSource: string; pullSecret: string; disk: string; configdrive: string | null }): Promise<AgentRss> {
+async function agentProcessRss(dir: string, bundle: string, request: { imageSource: string; pullSecret: string; disk: string; configdrive: string | null }): Promise<AgentRss> {
   const { startFakeConductor, localMacAddresses } = await import('../../test/helpers/fake-conductor.ts');
   const { driveBootcDeploy } = await import('../demo/deploy-driver.ts');
   const conductor = await startFakeConductor({ macs: await localMacAddresses(), requireTls: true, heartbeatTimeout: 30 });
@@ -400,7 +400,7 @@ const STORAGE_ROOT = '/var/lib/bootc-agent-bench';
  * so the pull and the containers' set-up do not wait on this machine's disk (its fsyncs behind
  * the last run's writeback made one probe container take 0.25–0.9 s). `disk`: the root filesystem.
  */
-export async function privateStorage(where: 'tmpfs' | 'disk'): Promise<{ conf: string; remove(): Promise<void> }> {
+async function privateStorage(where: 'tmpfs' | 'disk'): Promise<{ conf: string; remove(): Promise<void> }> {
   await mkdir(STORAGE_ROOT, { recursive: true, mode: 0o700 });
   const dir = await mkdtemp(join(STORAGE_ROOT, 'storage-'));
   const conf = join(dir, 'storage.conf');
@@ -424,7 +424,7 @@ export async function privateStorage(where: 'tmpfs' | 'disk'): Promise<{ conf: s
 }
 
 // podman (ours through the step's runner, and the bare replays) reads CONTAINERS_STORAGE_CONF.
-export function useStorage(conf: string): () => void {
+function useStorage(conf: string): () => void {
   const before = process.env.CONTAINERS_STORAGE_CONF;
   process.env.CONTAINERS_STORAGE_CONF = conf;
   return () => {
@@ -439,7 +439,7 @@ export function useStorage(conf: string): () => void {
  * real bootc base image (fedora-bootc: ~1.6 GB unpacked, ~0.7 GB compressed) does in part.
  * The bytes are deterministic (fixed key), so the image is built once and then reused.
  */
-export async function fillerImage(standin: typeof import('../../test/helpers/standin-image.ts'), size: number, log: (m: string) => void): Promise<string> {
+async function fillerImage(standin: typeof import('../../test/helpers/standin-image.ts'), size: number, log: (m: string) => void): Promise<string> {
   await mkdir(STORAGE_ROOT, { recursive: true, mode: 0o700 });
   const dir = await mkdtemp(join(STORAGE_ROOT, 'filler-'));
   try {
