@@ -93,6 +93,11 @@ describe('the registry_mirrors option', () => {
     assert.equal(loadConfig({}).registries_conf_dir, '/etc/containers/registries.conf.d');
   });
 
+  test('a quoted value (as a grub.cfg needs it, ";" separating GRUB commands) reads the same', () => {
+    const config = loadConfig({ cmdline: 'ro bootc-agent-registry-mirrors="quay.io=cache:5000;digest-only,docker.io=hub-cache" quiet' });
+    assert.equal(config.registry_mirrors, 'quay.io=cache:5000;digest-only,docker.io=hub-cache');
+  });
+
   const refused: [string, RegExp][] = [
     ['quay.io=mirror;bogus', /unknown flag "bogus"/],
     ['quay.io=mirror;ca=/nonexistent/mirror.pem', /ca=\/nonexistent\/mirror.pem cannot be read: ENOENT/],
