@@ -249,7 +249,7 @@ async function runDeploy(ctx: BenchContext): Promise<void> {
         verdictLine += `${verdictLine ? '; ' : ''}${image.label} ${(overhead * 100).toFixed(1)} % (added around the commands: ${((own / bareWall) * 100).toFixed(1)} %) ${verdict(overhead <= OVERHEAD_TARGET)}`;
         await prepare();
         rssLine += `${rssLine ? '; ' : ''}${await printAgentRss(ctx, dir, image.label, {
-          imageSource: `oci://${registry.host}/${REPO}:${image.tag}`, pullSecret: standin.STANDIN_PULL_SECRET, disk: disk.device, prepare,
+          imageSource: `oci://${registry.host}/${REPO}:${image.tag}`, pullSecret: standin.STANDIN_PULL_SECRET, disk: disk.device, prepare, retrying,
         })}`;
       } finally {
         await dropPartitions();
@@ -357,7 +357,16 @@ async function agentProcessRss(dir: string, bundle: string, request: { imageSour
  * BENCH_DEPLOY_BASELINE names one, an older bundle, side by side (runs alternate between them).
  * Returns the verdict for the target line.
  */
-async function printAgentRss(ctx: BenchContext, dir: string, label: string, request: { imageSource: string; pullSecret: string; disk: string; prepare(): Promise<void> }): Promise<string> {
+interface RssRequest {
+  imageSource: string;
+  pullSecret: string;
+  disk: string;
+  prepare(): Promise<void>;
+  /** Runs a turn again when the stand-in's canary scan found another run's secret file. */
+  retrying(what: string, fn: () => Promise<void>): Promise<void>;
+}
+
+async function printAgentRss(ctx: BenchContext, dir: string, label: string, request: RssRequest): Promise<string> {
   const bundleNote = await ensureBundle(ctx);
   const baseline = process.env[BASELINE_ENV];
   const builds: [string, string][] = [['this tree', BUNDLE], ...(baseline ? [[`baseline (${baseline})`, baseline] as [string, string]] : [])];
@@ -368,8 +377,10 @@ async function printAgentRss(ctx: BenchContext, dir: string, label: string, requ
   for (let i = 0; i < ctx.options.runs; i++) {
     for (const [name, bundle] of i % 2 ? [...builds].reverse() : builds) {
       ctx.log(`deploy: agent process RSS, ${name}, run ${i + 1}/${ctx.options.runs}`);
-      await request.prepare();
-      runs.get(name)!.push(await withTempDir(dir, 'rss-', (d) => agentProcessRss(d, bundle, { ...request, configdrive })));
+      await request.retrying(`agent process (${name})`, async () => {
+        await request.prepare();
+        runs.get(name)!.push(await withTempDir(dir, 'rss-', (d) => agentProcessRss(d, bundle, { ...request, configdrive })));
+      });
     }
   }
   const phases = ['start-up', 'idle', 'resolve', 'pull', 'probe', 'install', 'configdrive', 'finished'];
