@@ -28,7 +28,8 @@ import { planLayout, type LayoutPlan } from './layout.ts';
 import { storeArgs } from './podman-args.ts';
 import { probeBootc, pullImage, removeContainer, uniqueName, type PodmanDeps } from './podman.ts';
 import { parseBootcDeployRequest, type BootcDeployRequest } from './request.ts';
-import { resolveImage, startEarlyWork, type EarlyWork } from './resolve.ts';
+import { prepareNodeRegistries, resolveImage, sourceResult, startEarlyWork, type EarlyWork } from './resolve.ts';
+import type { PodmanRegistries } from '../oci/mirrors.ts';
 
 type Phase = 'resolve' | 'admission' | 'disk' | 'pull' | 'probe' | 'install' | 'verify' | 'configdrive' | 'done';
 
@@ -66,6 +67,8 @@ interface Held {
   injectDir?: string;
   configDrive?: Promise<LoadedConfigDrive | null>;
   image?: Promise<ImageInspection>;
+  /** The node's mirrors over the agent's: the client's overlay and podman's private configuration. */
+  registries?: Promise<PodmanRegistries>;
   scratch?: Scratch;
 }
 
@@ -86,7 +89,8 @@ export async function runBootcInstall(deps: BootcStepDeps, args: Record<string, 
       // Journaled before either starts: an agent killed mid-deploy removes them when it restarts.
       run.recordContainers(held.containers.install, held.containers.probe);
       held.configDrive = early.ahead(() => preloadConfigDrive(request.configdrive, deps.config, run, early.signal));
-      held.image = early.ahead(() => resolveImage(deps, request, early, run.log));
+      const registries = held.registries = early.ahead(() => prepareNodeRegistries(deps, request));
+      held.image = early.ahead(async () => resolveImage(deps, request, early, run.log, await registries));
       return await deploy(deps, run, request, podman, held);
     }, async (run) => {
       await held.early?.cancel();
@@ -96,6 +100,7 @@ export async function runBootcInstall(deps: BootcStepDeps, args: Record<string, 
     });
   } finally {
     if (held.injectDir) await rm(held.injectDir, { recursive: true, force: true });
+    await (await held.registries?.catch(() => undefined))?.dispose();
     await disposeConfigDrive(held.configDrive, ctx.log);
   }
 }
@@ -107,6 +112,7 @@ async function deploy(deps: BootcStepDeps, run: StepRun<Phase>, request: BootcDe
   // reported before an image error: it was started first).
   const configDrive = await held.configDrive!;
   const image = await held.image!;
+  run.report(`image resolved on ${image.source.mirror ? 'mirror ' : ''}${image.source.registry}/${image.source.repository}`, { source: sourceResult(image.source) });
   reportSignatures(run, image.signatures);
 
   const { storage, device, layout } = await admitAndPlace(deps, run, request, podman, held, image);
@@ -121,6 +127,7 @@ async function deploy(deps: BootcStepDeps, run: StepRun<Phase>, request: BootcDe
     signal: run.signal,
     onProgress: (p) => run.report(`pulled ${p.layers_done}/${p.layers_total} layers`, { ...p }),
     signaturesVerified: (image.signatures?.length ?? 0) > 0,
+    registriesEnv: (await held.registries!).env,
   });
 
   run.enter('probe', 'reading the image\'s bootc version');
@@ -160,6 +167,7 @@ async function deploy(deps: BootcStepDeps, run: StepRun<Phase>, request: BootcDe
     image_digest: image.digest,
     signatures: signaturesResult(image.signatures),
     image_reference: image.podmanReference,
+    source: sourceResult(image.source),
     target_imgref: plan.targetImgref,
     device: device.name,
     bootc_version: probe.version.text,

@@ -32,11 +32,16 @@ async function openOci(options: WriteArtifactOptions, url: string): Promise<Open
   if (!options.oci) throw new AgentError('INTERNAL', 'oci:// source without an OCI client');
   const src = await openOciSource(options.oci, url, {
     signal: options.signal, credentials: options.credentials, platform: options.platform, downloadSource: options.downloadSource,
+    registryMirrors: options.registryMirrors, onSourceChange: (s, err) => options.log?.warn({ source: s.registry, err }, 'image blob continues on the next source'),
   });
   return {
     url, kind: 'oci', source: src, compression: src.compression, diskFormat: src.diskFormat, uncompressedSize: src.uncompressedSize,
     ociDigest: src.digest,
-    oci: { reference: src.image.podmanReference, manifestDigest: src.image.digest, blobDigest: src.digest, fileName: src.image.fileName, signatures: src.image.signatures },
+    oci: {
+      reference: src.image.podmanReference, manifestDigest: src.image.digest, blobDigest: src.digest, fileName: src.image.fileName, signatures: src.image.signatures,
+      // Read when the result is built, after the download: a mirror may have handed over mid-blob.
+      get source() { return { registry: src.servedBy.source.registry, repository: src.servedBy.source.repository, mirror: src.servedBy.source.mirror }; },
+    },
   };
 }
 

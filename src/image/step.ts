@@ -89,6 +89,7 @@ async function writeImage(deps: WriteImageDeps, run: StepRun<Phase>, request: Wr
     credentials,
     platform: deps.platform,
     downloadSource: request.downloadSource,
+    registryMirrors: request.registryMirrors,
     diskFormat: request.diskFormat,
     http: { insecure: deps.config.insecure, ...(ca ? { ca } : {}), ...deps.http },
     tempDir: deps.tempDir,
@@ -121,7 +122,7 @@ export async function runWriteImage(
   let configDrive: Promise<LoadedConfigDrive | null> | undefined;
   try {
     return await runPhasedStep({ label: name, step: name, firstPhase: 'validate' as Phase, ctx, runner: deps.runner }, async (run) => {
-      const request = parseWriteImageRequest(rawInfo, configdrive, deps.allowMd5 ?? false);
+      const request = parseWriteImageRequest(rawInfo, configdrive, deps.allowMd5 ?? false, node?.instance_info);
       // A config drive that cannot be written fails here, before the disk is touched.
       configDrive = preloadConfigDrive(request.configdrive, deps.config, run);
       return await writeAndFinish(deps, run, name, node, request, await configDrive);

@@ -4,6 +4,7 @@
  * them without importing another's code.
  * @module
  */
+import type { MirrorEntry } from '../oci/mirrors.ts';
 import type { CommandRunner } from '../exec/index.ts';
 import type { HttpTransportOptions } from '../io/http.ts';
 import type { Logger } from '../log/index.ts';
@@ -60,6 +61,8 @@ export interface WriteArtifactOptions {
   platform?: { os?: string; architecture: string; variant?: string } | undefined;
   /** OCI: Ironic's `image_download_source` for the disktype ranking (default `http`: raw first). */
   downloadSource?: DownloadSource | undefined;
+  /** OCI: the node's mirrors (`image_registry_mirrors`), over the agent's. */
+  registryMirrors?: readonly MirrorEntry[] | undefined;
   /** Declared disk format; qcow2 content is detected by its magic bytes either way. */
   diskFormat?: DiskFormat | undefined;
   /** http(s) transport: dispatcher, CA, insecure, timeouts, deadline, retries (default 3 here). */
@@ -108,6 +111,8 @@ export interface WriteArtifactResult {
   checksumVerified: boolean;
   oci?: {
     reference: string; manifestDigest: string; blobDigest: string; fileName?: string | undefined;
+    /** Where the blob came from (the source that served its end): `{registry, repository, mirror}`. */
+    source?: { registry: string; repository: string; mirror: boolean } | undefined;
     /** The signatures policy.json required, verified before a byte was read. */
     signatures?: SignatureVerification[] | undefined;
   } | undefined;
