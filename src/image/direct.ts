@@ -10,11 +10,16 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { KiB, MiB } from '../io/sizes.ts';
 
 /**
- * Block size of O_DIRECT device writes (two such buffers: one filling, one being written):
- * large enough to keep the device busy, small enough that the pair costs little memory
- * (figures in docs/benchmarks.md).
+ * Block size of O_DIRECT device writes: large enough to keep the device busy, small enough that
+ * the buffers cost little memory (figures in docs/benchmarks.md).
  */
 export const DIRECT_BLOCK = MiB;
+/**
+ * Blocks of a writer: one filling while the others are being written. An O_DIRECT write
+ * returns only once the device has the data, so a single one in flight leaves the device idle
+ * while the next block fills, and the pipeline waits on each write in turn.
+ */
+export const WRITE_BUFFERS = 4;
 /** Alignment O_DIRECT transfers get here: the largest logical block size. */
 export const DIRECT_ALIGN = 4 * KiB;
 
@@ -36,11 +41,11 @@ function alignedBlock(fd: number, size: number): Buffer | undefined {
 
 export interface DirectTarget {
   handle: FileHandle;
-  /** Two aligned blocks of `size` bytes. */
-  buffers: [Buffer, Buffer];
+  /** WRITE_BUFFERS aligned blocks of `size` bytes. */
+  buffers: Buffer[];
 }
 
-/** A block device opened O_DIRECT with two aligned blocks, or undefined (then: buffered writes). */
+/** A block device opened O_DIRECT with WRITE_BUFFERS aligned blocks, or undefined (then: buffered writes). */
 export async function openDirect(path: string, size: number = DIRECT_BLOCK): Promise<DirectTarget | undefined> {
   let handle: FileHandle;
   try {
@@ -48,11 +53,14 @@ export async function openDirect(path: string, size: number = DIRECT_BLOCK): Pro
   } catch {
     return undefined;
   }
-  const a = alignedBlock(handle.fd, size);
-  const b = a && alignedBlock(handle.fd, size);
-  if (!a || !b) {
-    await handle.close().catch(() => undefined);
-    return undefined;
+  const buffers: Buffer[] = [];
+  for (let i = 0; i < WRITE_BUFFERS; i++) {
+    const block = alignedBlock(handle.fd, size);
+    if (!block) {
+      await handle.close().catch(() => undefined);
+      return undefined;
+    }
+    buffers.push(block);
   }
-  return { handle, buffers: [a, b] };
+  return { handle, buffers };
 }

@@ -1,14 +1,14 @@
 /**
- * Writing a chunk stream to the target at explicit offsets, with one write in flight while the
- * next block fills (two buffers, so memory stays constant and the network keeps flowing during
- * a write). Block devices are written O_DIRECT when they allow it (./direct.ts), else buffered,
+ * Writing a chunk stream to the target at explicit offsets, with several writes in flight while
+ * the next block fills (a fixed set of buffers, so memory stays constant and the network keeps
+ * flowing during the writes). Block devices are written O_DIRECT when they allow it (./direct.ts), else buffered,
  * like files; files are written sparse (all-zero blocks left as holes). Background fdatasyncs
  * (./sync.ts) overlap the writeback with the download; `fsync` at the end.
  * @module
  */
 import type { FileHandle } from 'node:fs/promises';
 import { MiB } from '../io/sizes.ts';
-import { DIRECT_ALIGN, DIRECT_BLOCK, openDirect, type DirectTarget } from './direct.ts';
+import { DIRECT_ALIGN, DIRECT_BLOCK, openDirect, WRITE_BUFFERS, type DirectTarget } from './direct.ts';
 import { backgroundSync, type BackgroundSync } from './sync.ts';
 import { openTarget, overLimit, writeError, type WriteTargetOptions } from './target.ts';
 
@@ -35,50 +35,78 @@ interface BlockWriter {
   settle(): Promise<void>;
 }
 
-// Fills one block while the other is being written; `position` is where the filling block goes.
+// Fills one block while up to WRITE_BUFFERS − 1 others are being written; `position` is where
+// the filling block goes. Writes complete in any order; progress and syncs follow them in order.
 function blockWriter(kind: 'block' | 'file', handle: FileHandle, direct: DirectTarget | undefined, sync: BackgroundSync, options: WriteTargetOptions): BlockWriter {
   const { clock } = options;
   const blockSize = direct ? DIRECT_BLOCK : WRITE_BLOCK;
-  let buffers = direct ? direct.buffers : [Buffer.allocUnsafe(WRITE_BLOCK), Buffer.allocUnsafe(WRITE_BLOCK)];
+  const free = direct ? [...direct.buffers] : Array.from({ length: WRITE_BUFFERS }, () => Buffer.allocUnsafe(WRITE_BLOCK));
+  let block = free.pop()!;
   let fill = 0;
   let position = 0;
-  let pending: Promise<unknown> | undefined;
+  const inFlight: { done: Promise<void>; block: Buffer; end: number; finished: boolean }[] = [];
+  let reported = 0;
   let started = false;
 
-  const write = async (block: Buffer, length: number, at: number) => {
+  const write = async (data: Buffer, length: number, at: number) => {
     if (direct) {
       // Whole aligned blocks O_DIRECT; only the very last block can have an unaligned tail,
       // which goes through the buffered descriptor.
       const aligned = length - (length % DIRECT_ALIGN);
-      if (aligned > 0) await writeAll(direct.handle, block, 0, aligned, at);
-      if (aligned < length) await writeAll(handle, block, aligned, length, at);
+      if (aligned > 0) await writeAll(direct.handle, data, 0, aligned, at);
+      if (aligned < length) await writeAll(handle, data, aligned, length, at);
     } else {
-      await writeAll(handle, block, 0, length, at);
+      await writeAll(handle, data, 0, length, at);
     }
-    options.onWritten?.(at + length);
-    sync.at(at + length);
+  };
+  // As each write finishes: the target is written up to the end of the last of the writes
+  // that finished in order (so a failure reports what really reached it).
+  const report = () => {
+    let end = reported;
+    for (const w of inFlight) {
+      if (!w.finished) break;
+      end = w.end;
+    }
+    if (end <= reported) return;
+    reported = end;
+    options.onWritten?.(end);
+    sync.at(end);
+  };
+  // The oldest write: waited for, its block free again.
+  const retireOldest = async (): Promise<void> => {
+    const oldest = inFlight[0]!;
+    await clock.time('disk', () => oldest.done);
+    report();
+    inFlight.shift();
+    free.push(oldest.block);
   };
   const flush = async (): Promise<void> => {
     if (fill === 0) return;
-    if (pending) await clock.time('disk', () => pending!);
     if (!started) {
       started = true;
       options.onFirstWrite?.();
     }
-    const block = buffers[0]!;
     const length = fill;
     // Files start empty (truncated): an all-zero block can stay a hole. Devices get every byte.
     if (kind === 'file' && length === WRITE_BLOCK && block.equals(ZERO_BLOCK)) {
       position += length;
       fill = 0;
-      options.onWritten?.(position);
+      if (inFlight.length === 0) {
+        reported = position;
+        options.onWritten?.(position);
+      }
       return;
     }
-    pending = write(block, length, position);
-    pending.catch(() => undefined);
+    const entry = { done: write(block, length, position), block, end: position + length, finished: false };
+    entry.done.then(() => {
+      entry.finished = true;
+      report();
+    }, () => undefined);
     position += length;
-    buffers = [buffers[1]!, block];
+    inFlight.push(entry);
     fill = 0;
+    if (free.length === 0) await retireOldest();
+    block = free.pop()!;
   };
   return {
     get taken() {
@@ -87,7 +115,7 @@ function blockWriter(kind: 'block' | 'file', handle: FileHandle, direct: DirectT
     async add(chunk) {
       for (let offset = 0; offset < chunk.length;) {
         const n = Math.min(chunk.length - offset, blockSize - fill);
-        chunk.copy(buffers[0]!, fill, offset, offset + n);
+        chunk.copy(block, fill, offset, offset + n);
         fill += n;
         offset += n;
         if (fill === blockSize) await flush();
@@ -95,11 +123,12 @@ function blockWriter(kind: 'block' | 'file', handle: FileHandle, direct: DirectT
     },
     async end() {
       await flush();
-      if (pending) await clock.time('disk', () => pending!);
+      while (inFlight.length > 0) await retireOldest();
+      if (position > reported) options.onWritten?.(position);
       return position;
     },
     async settle() {
-      await pending?.catch(() => undefined);
+      await Promise.allSettled(inFlight.map((w) => w.done));
     },
   };
 }
