@@ -77,6 +77,8 @@ async function attachScratchLoop(runner: CommandRunner, options: ScratchOptions)
   const held: string[] = [];
   try {
     for (let attempt = 0; attempt < 16; attempt++) {
+      // Direct I/O: the scratch's filesystem caches its files already; a buffered loop device would
+      // cache every byte again in the disk's page cache, charged to the memory of the deploy.
       const out = await runner.run('losetup', ['--find', '--show', '--direct-io=on', '--offset', String(options.offsetBytes), '--sizelimit', String(options.sizeBytes), options.disk], { signal: options.signal, timeoutMs: 60_000 });
       const device = out.stdout.trim();
       if (!/^\/dev\/loop\d+$/.test(device)) throw new AgentError('SCRATCH_FAILED', `losetup answered "${device.slice(0, 80)}" instead of a loop device`);
