@@ -106,19 +106,21 @@ export async function runRound(setting: FleetSetting, pool: FleetAgent[], spec: 
 }
 
 /**
- * Which source each node's result names ("served by …"), counted: the result's fields whose
- * name says source or mirror, as the agent reports them; `unreported` when it names none.
+ * Which source each node's result names, counted: its `source` (`{registry, repository, mirror}`,
+ * where the image was resolved, or for a disk image where the end of the blob came from);
+ * `unreported` when the result names none.
  */
 export function servedBy(outcomes: StepOutcome[]): string {
   const counts = new Map<string, number>();
   for (const o of outcomes) {
-    const found = new Set<string>();
-    const walk = (value: unknown, key: string) => {
-      if (typeof value === 'string' && /source|mirror|served/i.test(key) && !/^oci:\/\//.test(value)) found.add(`${key}=${value}`);
-      else if (value && typeof value === 'object') for (const [k, v] of Object.entries(value)) walk(v, k);
+    let label = 'unreported';
+    const walk = (value: unknown, key: string): void => {
+      if (!value || typeof value !== 'object') return;
+      const v = value as Record<string, unknown>;
+      if (key === 'source' && typeof v.registry === 'string') label = `${v.registry}${v.mirror ? ' (mirror)' : ''}`;
+      else for (const [k, child] of Object.entries(v)) walk(child, k);
     };
     walk(o.result, '');
-    const label = found.size ? [...found].sort().join(' ') : 'unreported';
     counts.set(label, (counts.get(label) ?? 0) + 1);
   }
   return [...counts].map(([label, n]) => `${n}× ${label}`).join('; ');
