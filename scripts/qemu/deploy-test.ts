@@ -27,7 +27,7 @@
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomUUID } from 'node:crypto';
 import { constants as fsConstants, createReadStream, createWriteStream, existsSync, openSync, statSync, type WriteStream } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -36,6 +36,7 @@ import { parseArgs, promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { startFakeConductor, type FakeConductor, type StepDecision } from '../../test/helpers/fake-conductor.ts';
 import { startGuestRegistry, type GuestRegistry } from './registry.ts';
+import { ramdiskIsFresh } from './vm.ts';
 import { freePort } from '../../test/helpers/registry.ts';
 
 const run = promisify(execFile);
@@ -442,22 +443,6 @@ async function siteOverlay(work: string, registry: GuestRegistry, base: string):
 }
 
 // ---- main -------------------------------------------------------------------------------------
-
-async function ramdiskIsFresh(dir: string): Promise<boolean> {
-  const initrd = join(dir, 'bootc-agent.initramfs');
-  if (!existsSync(initrd) || !existsSync(join(dir, 'bootc-agent.kernel'))) return false;
-  const built = statSync(initrd).mtimeMs;
-  const inputs = [join(ROOT, 'scripts/build-ramdisk'), join(ROOT, 'dist/bootc-agent.mjs')];
-  const walk = async (d: string): Promise<void> => {
-    for (const e of await readdir(d, { withFileTypes: true })) {
-      if (e.isDirectory()) await walk(join(d, e.name)); else inputs.push(join(d, e.name));
-    }
-  };
-  await walk(join(ROOT, 'rootfs'));
-  await walk(join(ROOT, 'src'));
-  for (const f of inputs) if (existsSync(f) && (await stat(f)).mtimeMs > built) return false;
-  return true;
-}
 
 async function main(): Promise<number> {
   const skip = skipReason();
