@@ -19,7 +19,7 @@ export const DIRECT_BLOCK = MiB;
  * returns only once the device has the data, so a single one in flight leaves the device idle
  * while the next block fills, and the pipeline waits on each write in turn.
  */
-export const WRITE_BUFFERS = 4;
+export const WRITE_BUFFERS = 3;
 /** Alignment O_DIRECT transfers get here: the largest logical block size. */
 export const DIRECT_ALIGN = 4 * KiB;
 
