@@ -94,7 +94,9 @@ async function main(): Promise<number> {
 /**
  * SIGTERM and SIGINT abort the returned controller (reason: the signal's name); the shutdown
  * that follows must end within `timeoutSeconds`, else the process exits 1 at once. The
- * listeners stay registered until the process exits: a second signal is only logged.
+ * listeners stay registered until the process exits: execa's `cleanup` option (kill the
+ * children when the agent exits) uses signal-exit, which re-raises a signal — killing the agent
+ * with 143 before it cancelled anything — when it finds itself the signal's only listener.
  */
 function stopOnSignals(log: ReturnType<typeof createLogger>, timeoutSeconds: number): AbortController {
   const stop = new AbortController();

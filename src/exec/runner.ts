@@ -4,13 +4,8 @@
  * Production code receives a `CommandRunner` through its dependencies so tests can inject a
  * scripted fake (test/helpers/fake-runner.ts) or a real runner.
  *
- * The real runner is node:child_process, not execa: execa's module graph and its per-command
- * stream machinery cost the agent several MiB of peak RSS during a deploy, and it kept every
- * line of podman's debug log of a pull (figures in docs/benchmarks.md). The name
- * `createExecaRunner` stays for its callers.
  * @module
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { CommandFailedError } from '../errors.ts';
 
 export interface RunOptions {
@@ -73,125 +68,78 @@ export const LINE_TAIL_CHARS = 64 * 1024;
 const FORCE_KILL_MS = 5000;
 
 /**
- * One output stream of a child. Read whole: kept up to MAX_OUTPUT_CHARS. Read line by line: each
- * line (without its `\n` or `\r\n`) goes to `onLine` as it completes and only the last
- * LINE_TAIL_CHARS are kept — podman's debug log of a pull or bootc's install log never pile up
- * in the agent's memory.
+ * One output stream, collected by us rather than by execa (whose transforms yield nothing), so
+ * nothing is buffered twice and no huge string ever reaches execa's message building. Read
+ * whole: kept up to MAX_OUTPUT_CHARS, beyond which `onOverflow` stops the program. Read line by
+ * line: each line (without its `\n` or `\r\n`) goes to `onLine` as it arrives and only the last
+ * LINE_TAIL_CHARS are kept, so podman's debug log of a pull or bootc's install log never pile
+ * up in the agent's memory.
  */
 function outputCollector(onLine: ((line: string) => void) | undefined, onOverflow: () => void) {
   let kept = '';
-  let pending = '';
   let overflowed = false;
+  const decoder = new TextDecoder();
   const keep = (text: string) => {
+    if (overflowed) return;
     kept += text;
     if (onLine) {
       if (kept.length > 2 * LINE_TAIL_CHARS) kept = kept.slice(-LINE_TAIL_CHARS);
-    } else if (kept.length > MAX_OUTPUT_CHARS && !overflowed) {
+    } else if (kept.length > MAX_OUTPUT_CHARS) {
       overflowed = true;
+      kept = kept.slice(-LINE_TAIL_CHARS);
       onOverflow();
     }
   };
-  const lines = (text: string, final: boolean) => {
-    const parts = (pending + text).split('\n');
-    pending = final ? '' : parts.pop()!;
-    for (const line of parts) if (!final || line !== '') onLine!(line.endsWith('\r') ? line.slice(0, -1) : line);
-  };
-  return {
-    push(text: string): void {
+  const transform = onLine
+    ? function* lines(line: unknown) {
+      const text = String(line);
       keep(text);
-      if (onLine) lines(text, false);
-    },
-    end(): void {
-      if (onLine && pending) lines('', true);
-    },
+      onLine(text.endsWith('\n') ? text.slice(0, text.endsWith('\r\n') ? -2 : -1) : text);
+    }
+    : function* whole(chunk: unknown) {
+      keep(decoder.decode(chunk as Uint8Array, { stream: true }));
+    };
+  return {
+    transform: { transform, binary: !onLine, preserveNewlines: true },
     get overflowed() { return overflowed; },
     text: () => (onLine && kept.length > LINE_TAIL_CHARS ? kept.slice(-LINE_TAIL_CHARS) : kept),
   };
 }
 
-// Children still running when the agent exits get SIGTERM, as systemd would give them.
-const running = new Set<ChildProcess>();
-function track(child: ChildProcess): void {
-  if (running.size === 0 && !process.listeners('exit').includes(killRunning)) process.on('exit', killRunning);
-  running.add(child);
-  child.once('close', () => running.delete(child));
-}
-function killRunning(): void {
-  for (const child of running) child.kill('SIGTERM');
-}
+// execa loads on the first command, not at start-up: an idle agent never runs one.
+let execaModule: Promise<typeof import('execa')> | undefined;
 
-interface Outcome {
-  exitCode: number | undefined;
-  signal: NodeJS.Signals | null;
-  canceled: boolean;
-  timedOut: boolean;
-  overflowed: boolean;
-  error: NodeJS.ErrnoException | undefined;
-  stdout: string;
-  stderr: string;
-}
-
-// Spawns `file`, feeds `input`, collects the output, and stops it on cancel, timeout or too much output.
-function spawnCommand(file: string, args: readonly string[], options: RunOptions): Promise<Outcome> {
-  return new Promise((resolve) => {
-    let canceled = false;
-    let timedOut = false;
-    let forceKill: NodeJS.Timeout | undefined;
-    const child = spawn(file, args, {
-      stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-      env: options.env ? { ...process.env, ...options.env } : process.env,
-      ...(options.cwd ? { cwd: options.cwd } : {}),
-    });
-    const stop = () => {
-      child.kill('SIGTERM');
-      forceKill ??= setTimeout(() => child.kill('SIGKILL'), FORCE_KILL_MS);
-    };
-    const stdout = outputCollector(options.onStdoutLine, stop);
-    const stderr = outputCollector(options.onStderrLine, stop);
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => stdout.push(d));
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => stderr.push(d));
-    const onAbort = () => { canceled = true; stop(); };
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-    const timer = options.timeoutMs ? setTimeout(() => { timedOut = true; stop(); }, options.timeoutMs) : undefined;
-    let error: NodeJS.ErrnoException | undefined;
-    const finish = (code: number | null, signal: NodeJS.Signals | null) => {
-      clearTimeout(timer);
-      clearTimeout(forceKill);
-      options.signal?.removeEventListener('abort', onAbort);
-      stdout.end();
-      stderr.end();
-      resolve({
-        exitCode: code ?? undefined, signal, canceled, timedOut, error,
-        overflowed: stdout.overflowed || stderr.overflowed, stdout: stdout.text(), stderr: stderr.text(),
-      });
-    };
-    child.once('error', (err: NodeJS.ErrnoException) => {
-      error = err;
-      if (child.pid === undefined) finish(null, null);
-    });
-    child.once('close', finish);
-    if (child.pid !== undefined) track(child);
-    if (options.input !== undefined) {
-      child.stdin!.on('error', () => undefined); // a program that exits without reading its input
-      child.stdin!.end(options.input);
-    }
-    if (options.signal?.aborted) onAbort();
-  });
-}
-
-/** The production runner, over node:child_process. Non-zero exits become `CommandFailedError`. */
+/** The production runner, over execa. Non-zero exits become `CommandFailedError`. */
 export function createExecaRunner(): CommandRunner {
   return {
     async run(file, args, options = {}) {
+      const { execa } = await (execaModule ??= import('execa'));
       const started = performance.now();
       const secrets = options.secrets ?? [];
       const argv = [file, ...args];
       const shownArgv = argv.map((a) => redactSecrets(a, secrets));
-      const result = await spawnCommand(file, args, options);
-      const { stdout, stderr } = result;
+      let stop = () => {};
+      const out = outputCollector(options.onStdoutLine, () => stop());
+      const err = outputCollector(options.onStderrLine, () => stop());
+      const subprocess = execa(file, args, {
+        reject: false,
+        stripFinalNewline: false,
+        cancelSignal: options.signal,
+        forceKillAfterDelay: FORCE_KILL_MS,
+        timeout: options.timeoutMs,
+        ...(options.input === undefined ? { stdin: 'ignore' as const } : { input: options.input }),
+        env: options.env,
+        cwd: options.cwd,
+        stdout: [out.transform],
+        stderr: [err.transform],
+      });
+      stop = () => { subprocess.kill(); };
+      const result = await subprocess;
+      const stdout = out.text();
+      const stderr = err.text();
       const durationMs = performance.now() - started;
       const tail = tailOf(stderr || stdout, secrets);
-      if (result.canceled) {
+      if (result.isCanceled) {
         throw new CommandFailedError('CANCELLED', shownArgv, result.exitCode, tail, { cause: options.signal?.reason });
       }
       if (result.timedOut) {
@@ -199,13 +147,14 @@ export function createExecaRunner(): CommandRunner {
           details: { timeout_ms: options.timeoutMs },
         });
       }
-      if (result.overflowed) {
+      if (out.overflowed || err.overflowed) {
         throw new CommandFailedError('COMMAND_FAILED', shownArgv, result.exitCode, `${tail}\n(stopped: more than ${MAX_OUTPUT_CHARS} characters of output)`.trim());
       }
       if (result.exitCode === undefined) {
-        const code = result.error?.code === 'ENOENT' ? 'COMMAND_NOT_FOUND' : 'COMMAND_FAILED';
-        throw new CommandFailedError(code, shownArgv, undefined, tail || redactSecrets(result.error?.message ?? (result.signal ? `killed by ${result.signal}` : ''), secrets), {
-          ...(result.error ? { cause: result.error } : {}),
+        const causeCode = (result.cause as { code?: string } | undefined)?.code;
+        const code = causeCode === 'ENOENT' ? 'COMMAND_NOT_FOUND' : 'COMMAND_FAILED';
+        throw new CommandFailedError(code, shownArgv, undefined, tail || redactSecrets(result.shortMessage ?? '', secrets), {
+          cause: result.cause,
           details: result.signal ? { signal: result.signal } : {},
         });
       }
