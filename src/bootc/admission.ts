@@ -4,12 +4,10 @@
  * (Ironic docs), so failing early with the numbers beats an OOM or ENOSPC halfway.
  * @module
  */
-import { readFile, statfs } from 'node:fs/promises';
 import { AgentError } from '../errors.ts';
+import { readMemAvailable, statStorage } from '../io/memory.ts';
 import { MiB } from '../io/sizes.ts';
 
-// statfs(2) magic numbers of memory-backed filesystems.
-const MEMORY_FS = new Set([0x01021994 /* tmpfs */, 0x858458f6 /* ramfs */]);
 
 export interface AdmissionInput {
   compressedBytes: number;
@@ -31,17 +29,6 @@ export interface AdmissionResult {
   mem_available_bytes: number;
   needed_storage_bytes: number;
   needed_memory_bytes: number;
-}
-
-export async function readMemAvailable(): Promise<number> {
-  const text = await readFile('/proc/meminfo', 'utf8');
-  const kb = /^MemAvailable:\s+(\d+) kB/m.exec(text);
-  return kb ? Number(kb[1]) * 1024 : 0;
-}
-
-async function statStorage(path: string): Promise<{ freeBytes: number; memoryBacked: boolean }> {
-  const s = await statfs(path);
-  return { freeBytes: Number(s.bavail) * Number(s.bsize), memoryBacked: MEMORY_FS.has(Number(s.type)) };
 }
 
 const fmt = (bytes: number) => `${Math.ceil(bytes / MiB)} MiB`;

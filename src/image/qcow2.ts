@@ -12,6 +12,7 @@ import { readFile, statfs } from 'node:fs/promises';
 import { z } from 'zod';
 import { AgentError, isAgentError } from '../errors.ts';
 import type { CommandRunner } from '../exec/index.ts';
+import { readMemAvailable, statStorage } from '../io/memory.ts';
 import { MiB } from '../io/sizes.ts';
 
 /** Space kept free in the temporary directory besides the image (logs, other state). */
@@ -32,18 +33,14 @@ export const SCRATCH_TAIL_BYTES = 2 * MiB;
 /** The smallest xfs mkfs.xfs makes (300 MB), rounded up. */
 export const SCRATCH_MIN_BYTES = 320 * MiB;
 
-const MEMORY_BACKED = new Set([0x01021994 /* tmpfs */, 0x858458f6 /* ramfs */]);
-
 /**
  * Room for the copy in `dir`: its free space, and when it is in memory (tmpfs, ramfs) no more
  * than the memory available less MEMORY_HEADROOM_BYTES.
  */
 export async function memoryRoom(dir: string, meminfo?: () => Promise<string>): Promise<{ free: number; memoryBacked: boolean; memAvailable?: number }> {
-  const s = await statfs(dir);
-  const free = Number(s.bavail) * Number(s.bsize);
-  if (!MEMORY_BACKED.has(Number(s.type))) return { free, memoryBacked: false };
-  const kib = /^MemAvailable:\s+(\d+) kB/m.exec(await (meminfo ?? (() => readFile('/proc/meminfo', 'utf8')))());
-  const memAvailable = kib ? Number(kib[1]) * 1024 : 0;
+  const { freeBytes: free, memoryBacked } = await statStorage(dir);
+  if (!memoryBacked) return { free, memoryBacked: false };
+  const memAvailable = await readMemAvailable(meminfo);
   return { free: Math.min(free, Math.max(0, memAvailable - MEMORY_HEADROOM_BYTES)), memoryBacked: true, memAvailable };
 }
 
