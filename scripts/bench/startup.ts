@@ -7,15 +7,15 @@
  * log timestamps.
  * @module
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { localMacAddresses, startFakeConductor, type FakeConductor } from '../../test/helpers/fake-conductor.ts';
 import { ensureBundle, ramdiskNode, UNIT_FILE } from './bundle.ts';
 import {
-  fmtMiB, fmtSeconds, freePort, median, procCpuSeconds, procMemory, ROOT, run, sleep, spread, table, verdict, which,
-  withTempDir, type BenchContext, type Section,
+  fmtMiB, fmtSeconds, freePort, median, procCpuSeconds, procMemory, ROOT, run, sleep, spread, stopChild, table, verdict,
+  which, withTempDir, type BenchContext, type Section,
 } from './common.ts';
 
 const LISTEN_TARGET_S = 0.5;
@@ -82,15 +82,6 @@ async function tcpOpen(port: number): Promise<boolean> {
   });
 }
 
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-  await exited;
-  clearTimeout(timer);
-}
-
 // Spawn → exit of a short command, and the CPU seconds it used (GNU time), in seconds.
 async function timeExit(argv: string[]): Promise<{ wall: number; cpu?: number }> {
   const time = which('time');
@@ -109,7 +100,7 @@ async function idleRss(argv: string[]): Promise<{ rssKiB?: number; hwmKiB?: numb
     const mem = await procMemory(child.pid!);
     return { rssKiB: mem?.rssKiB, hwmKiB: mem?.hwmKiB };
   } finally {
-    await stopChild(child);
+    await stopChild(child, 5000);
   }
 }
 
@@ -188,7 +179,7 @@ async function startOnceWith(variant: Variant, tmp: string, conductor: FakeCondu
       }
       return { listenS, listenCpuS, heartbeatS, idleRssKiB: mem?.rssKiB, settledRssKiB, hwmKiB: mem?.hwmKiB, marks, conductor: conductorMarks };
     } finally {
-      await stopChild(child);
+      await stopChild(child, 5000);
     }
   });
 }

@@ -11,7 +11,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { deferCleanup, freePort, procCpuSeconds, run, sleep } from '../common.ts';
+import { deferCleanup, freePort, procCpuSeconds, run, sleep, stopChild } from '../common.ts';
 import { attachLoop, type LoopDevice } from '../loop.ts';
 
 export interface FleetAgentOptions {
@@ -95,14 +95,7 @@ export async function startFleetAgent(o: FleetAgentOptions): Promise<FleetAgent>
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr = (stderr + d).slice(-8000); });
   const pid = child.pid!;
-  const stop = deferCleanup(async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 35_000);
-    await exited;
-    clearTimeout(timer);
-  });
+  const stop = deferCleanup(() => stopChild(child, 35_000));
   const base = `http://127.0.0.1:${port}`;
   try {
     await waitListening(base, child, () => stderr);
