@@ -1,6 +1,7 @@
 /**
  * Issue 17: a fleet deploying at once. An origin registry behind a rate-limited link, a
- * pull-through cache (docker-registry with `proxy: remoteurl:`) in front of it, and N agent
+ * pull-through cache in front of it (docker-registry with `proxy: remoteurl:`, nginx's
+ * proxy_cache, or each in turn: `--fleet-cache`), and N agent
  * processes, each with its own state_dir, loop disk, podman store and registries.conf.d, all
  * deploying the same `oci://` raw image (write_image) and then the same bootc image
  * (execute_bootc_install, the stand-in) at the same moment — straight from the origin, and
@@ -10,13 +11,15 @@
  * and throughput, CPU, failures. How to run it and what it showed: docs/fleet.md.
  * @module
  */
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BUNDLE, ensureBundle, ramdiskNode } from './bundle.ts';
 import { deferCleanup, fmtBytes, moduleExists, requireRoot, requireTools, run, Skip, type BenchContext, type Section } from './common.ts';
 import { loadAverage } from './machine.ts';
 import { nodeDisk, nodeStore, sourceLines, startFleetAgent, type FleetAgent } from './fleet/agents.ts';
-import { createPullThroughCache, type PullThroughCache } from './fleet/cache.ts';
+import { createPullThroughCache, type CacheEngine, type PullThroughCache } from './fleet/cache.ts';
+import { createNginxCache, NGINX_BIN } from './fleet/nginx.ts';
 import { FLEET_HELP, takeFleetFlags, type FleetOptions } from './fleet/options.ts';
 import { printRound, printSummary } from './fleet/report.ts';
 import { runRound, type FleetSetting, type Kind, type Mode, type RoundResult } from './fleet/rounds.ts';
@@ -32,6 +35,8 @@ const parsed: FleetOptions | Error = (() => {
 })();
 
 const DISK_BYTES = 12 * 2 ** 30;
+
+const CACHES: Record<CacheEngine, typeof createPullThroughCache> = { distribution: createPullThroughCache, nginx: createNginxCache };
 const STEP_TIMEOUT_S = 1800;
 const STORE_ROOT = '/var/lib/bootc-agent-bench';
 
@@ -79,6 +84,7 @@ function checkPrerequisites(): FleetOptions {
   if (parsed instanceof Error) throw parsed;
   requireRoot('loop devices, rootful podman, a tmpfs');
   requireTools('podman', 'skopeo', 'losetup', 'partx', 'mount', 'umount');
+  if (parsed.caches.includes('nginx') && !existsSync(NGINX_BIN)) throw new Skip(`--fleet-cache=${parsed.caches.length > 1 ? 'both' : 'nginx'}: no ${NGINX_BIN} (scripts/setup installs nginx)`);
   if (!moduleExists('src/config/registry-mirrors.ts')) throw new Skip('the agent has no registry_mirrors option yet (src/config/registry-mirrors.ts)');
   return parsed;
 }
@@ -111,35 +117,47 @@ async function makeNodes(ctx: BenchContext, count: number, storeRoot: string): P
   return nodes;
 }
 
-async function runModes(ctx: BenchContext, o: FleetOptions, setting: FleetSetting, origin: Origin, nodes: Node[], argv: string[]): Promise<RoundResult[]> {
+/** The rounds through one cache (or straight from the origin), on a pool of agents pointed at it. */
+async function runRounds(ctx: BenchContext, o: FleetOptions, setting: FleetSetting, mode: Mode, pool: FleetAgent[], nodes: Node[]): Promise<RoundResult[]> {
   const results: RoundResult[] = [];
-  const maxN = Math.max(...o.nodes);
-  for (const mode of ['origin', 'cache'] as Mode[]) {
-    ctx.log(`fleet: starting ${nodes.length} agents (${mode})`);
-    const pool = await startPool(argv, nodes, mode, origin, setting.cache);
-    try {
-      for (const n of o.nodes) {
-        for (const kind of o.kinds) {
-          // distribution's proxy fetches a blob from the origin once per request that misses while
-          // it is still being fetched: also measured with one node going first.
-          for (const canary of mode === 'cache' && n > 1 ? [false, true] : [false]) {
-            ctx.log(`fleet: ${mode}, ${kind}, N=${n}${canary ? ', one node first' : ''}`);
-            results.push(await runRound(setting, pool, { mode, kind, n, canary }));
-            printRound(results.at(-1)!);
-            if (mode === 'cache') ctx.log(`requests the cache answered: ${await setting.cache.takeRequests()}`);
-            for (const line of await sourceLines(nodes[0]!.dir)) ctx.log(`node 0: ${line.slice(0, 400)}`);
-          }
-        }
-      }
-      if (mode !== 'cache' || !o.kill) continue;
-      for (const kind of o.kinds) {
-        const cold = results.find((r) => r.spec.mode === 'cache' && r.spec.kind === kind && r.spec.n === maxN && !r.spec.killAtS && !r.spec.canary);
-        const killAtS = Math.max(0.5, (cold?.wall ?? 10) / 2);
-        ctx.log(`fleet: cache, ${kind}, N=${maxN}, cache killed at ${killAtS.toFixed(1)} s`);
-        results.push(await runRound(setting, pool, { mode, kind, n: maxN, killAtS }));
+  const engine = mode === 'cache' ? setting.cache.engine : undefined;
+  const name = engine ? `${engine} cache` : mode;
+  for (const n of o.nodes) {
+    for (const kind of o.kinds) {
+      // distribution's proxy fetches a blob from the origin once per request that misses while
+      // it is still being fetched: also measured with one node going first.
+      for (const canary of mode === 'cache' && n > 1 ? [false, true] : [false]) {
+        ctx.log(`fleet: ${name}, ${kind}, N=${n}${canary ? ', one node first' : ''}`);
+        results.push(await runRound(setting, pool, { mode, engine, kind, n, canary }));
         printRound(results.at(-1)!);
+        if (mode === 'cache') ctx.log(`requests the cache answered: ${await setting.cache.takeRequests()}`);
+        for (const line of await sourceLines(nodes[0]!.dir)) ctx.log(`node 0: ${line.slice(0, 400)}`);
       }
+    }
+  }
+  if (mode !== 'cache' || !o.kill) return results;
+  const maxN = Math.max(...o.nodes);
+  for (const kind of o.kinds) {
+    const cold = results.find((r) => r.spec.kind === kind && r.spec.n === maxN && !r.spec.canary);
+    const killAtS = Math.max(0.5, (cold?.wall ?? 10) / 2);
+    ctx.log(`fleet: ${name}, ${kind}, N=${maxN}, cache killed at ${killAtS.toFixed(1)} s`);
+    results.push(await runRound(setting, pool, { mode, engine, kind, n: maxN, killAtS }));
+    printRound(results.at(-1)!);
+  }
+  return results;
+}
+
+async function runModes(ctx: BenchContext, o: FleetOptions, setting: Omit<FleetSetting, 'cache'>, caches: PullThroughCache[], origin: Origin, nodes: Node[], argv: string[]): Promise<RoundResult[]> {
+  const results: RoundResult[] = [];
+  const passes: [Mode, PullThroughCache][] = [['origin', caches[0]!], ...caches.map((c): [Mode, PullThroughCache] => ['cache', c])];
+  for (const [mode, cache] of passes) {
+    ctx.log(`fleet: starting ${nodes.length} agents (${mode === 'cache' ? `${cache.engine} cache` : mode})`);
+    for (const c of caches) await c.kill();
+    const pool = await startPool(argv, nodes, mode, origin, cache);
+    try {
+      results.push(...await runRounds(ctx, o, { ...setting, cache }, mode, pool, nodes));
     } finally {
+      await cache.kill();
       for (const a of pool) await a.stop();
     }
   }
@@ -155,28 +173,28 @@ async function runFleet(ctx: BenchContext): Promise<void> {
     await origin.stop();
     throw err;
   });
-  let cache: PullThroughCache | undefined;
+  const caches: PullThroughCache[] = [];
   const nodes: Node[] = [];
   try {
     const images = await pushImages(ctx, o, origin);
-    cache = await createPullThroughCache(ctx.tmp, origin.link.host, origin.registry.cert.certPath);
+    for (const engine of o.caches) caches.push(await CACHES[engine](ctx.tmp, origin.link.host, origin.registry.cert.certPath));
     nodes.push(...await makeNodes(ctx, Math.max(...o.nodes), stores.root));
-    const setting: FleetSetting = {
-      link: origin.link, cache, timeoutS: STEP_TIMEOUT_S,
+    const setting: Omit<FleetSetting, 'cache'> = {
+      link: origin.link, timeoutS: STEP_TIMEOUT_S,
       steps: {
         raw: { step: 'write_image', args: { image_info: { id: 'fleet-disk', urls: [images.raw?.source], disk_format: 'raw' } } },
         bootc: { step: 'execute_bootc_install', args: { image_source: images.bootc?.source } },
       },
     };
-    console.log(`  ${note}; agents: ${argv.join(' ')}; nodes ${o.nodes.join(', ')}; kinds ${o.kinds.join(', ')}; cache killed halfway: ${o.kill ? 'yes' : 'no'}`);
+    console.log(`  ${note}; agents: ${argv.join(' ')}; nodes ${o.nodes.join(', ')}; kinds ${o.kinds.join(', ')}; caches ${o.caches.join(', ')}; cache killed halfway: ${o.kill ? 'yes' : 'no'}`);
     console.log(`  origin link ${(o.rate * 8 / 1e6).toFixed(0)} Mbit/s (${(o.rate / 1e6).toFixed(1)} MB/s) → ${origin.registry.host} (docker-registry, TLS, no auth); `
-      + `cache ${cache.host} (docker-registry proxy); images: ${Object.entries(images).map(([k, v]) => `${k} ${fmtBytes(v.bytes)}`).join(', ')}; `
+      + `caches: ${caches.map((c) => `${c.engine} ${c.host}`).join(', ')}; images: ${Object.entries(images).map(([k, v]) => `${k} ${fmtBytes(v.bytes)}`).join(', ')}; `
       + `${nodes.length} nodes, ${DISK_BYTES / 2 ** 30} GiB sparse loop disks; load average ${loadAverage()}`);
-    const results = await runModes(ctx, o, setting, origin, nodes, argv);
+    const results = await runModes(ctx, o, setting, caches, origin, nodes, argv);
     printSummary(results, images, o);
   } finally {
     for (const node of nodes) await node.disk.detach();
-    await cache?.remove();
+    for (const cache of caches) await cache.remove();
     await stores.remove();
     await origin.stop();
   }

@@ -1,19 +1,23 @@
 /**
- * The pull-through cache: Debian's `docker-registry` (distribution) with `proxy: remoteurl:`
- * pointing at the origin through the throttled link, TLS with its own throwaway certificate, on
- * 127.0.0.1 and a port it keeps across restarts (agents name it in their mirror settings).
- * `kill()` is a SIGKILL — a cache that dies, not one that shuts down politely; `start()` again
- * serves what it had stored; `wipe()` empties the store for a cold run.
+ * The pull-through caches the fleet deploys through, as a registry mirror on 127.0.0.1 with TLS
+ * (its own throwaway certificate) and a port it keeps across restarts (agents name it in their
+ * mirror settings). `kill()` is a SIGKILL to the cache's whole process group — a cache that dies,
+ * not one that shuts down politely; `start()` again serves what it had stored; `wipe()` empties
+ * the store for a cold run. Two engines: Debian's `docker-registry` (distribution) with
+ * `proxy: remoteurl:` (here), and nginx's proxy_cache (nginx.ts).
  * @module
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFile, mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { createTestCertificate, freePort, REGISTRY_BIN, type TestCertificate } from '../../../test/helpers/registry.ts';
 import { deferCleanup, sleep } from '../common.ts';
 
+export type CacheEngine = 'distribution' | 'nginx';
+
 export interface PullThroughCache {
+  engine: CacheEngine;
   /** `127.0.0.1:<port>` */
   host: string;
   cert: TestCertificate;
@@ -30,74 +34,116 @@ export interface PullThroughCache {
   remove(): Promise<void>;
 }
 
-/**
- * `originHost` is the link's `127.0.0.1:<port>`; `originCaPath` the origin's certificate, which
- * the cache trusts through Go's SSL_CERT_FILE (distribution has no CA setting for its remote).
- */
-export async function createPullThroughCache(parent: string, originHost: string, originCaPath: string): Promise<PullThroughCache> {
-  const dir = await mkdtemp(join(parent, 'cache-'));
+/** Where a cache keeps its files, and the certificate and port it serves on. */
+export interface CacheHome {
+  dir: string;
+  cert: TestCertificate;
+  host: string;
+  /** What it stores: removed by `wipe()`. */
+  data: string;
+  /** Its access log, read and emptied by `takeRequests()`. */
+  log: string;
+}
+
+export async function cacheHome(parent: string, prefix: string): Promise<CacheHome> {
+  const dir = await mkdtemp(join(parent, prefix));
   const cert = await createTestCertificate(dir);
-  const port = await freePort();
-  const host = `127.0.0.1:${port}`;
-  const data = join(dir, 'data');
-  const config = join(dir, 'config.yml');
-  await writeFile(config, `version: 0.1\nlog: {level: info, formatter: json, accesslog: {disabled: false}}\n`
-    + `storage:\n  filesystem: {rootdirectory: ${data}}\n  delete: {enabled: true}\n`
-    + `http:\n  addr: ${host}\n  tls: {certificate: ${cert.certPath}, key: ${cert.keyPath}}\n`
-    + `proxy:\n  remoteurl: https://${originHost}\n`);
-  const probe = new Agent({ connect: { ca: cert.cert } });
+  return { dir, cert, host: `127.0.0.1:${await freePort()}`, data: join(dir, 'data'), log: join(dir, 'access.log') };
+}
+
+export interface CacheProcess {
+  engine: CacheEngine;
+  home: CacheHome;
+  /** The command, its arguments and environment. */
+  argv: string[];
+  env: NodeJS.ProcessEnv;
+  /** Directories to create before each start. */
+  dirs: string[];
+  /** Counts the requests in the access log's text. */
+  countRequests(text: string): string;
+}
+
+/**
+ * Runs a cache as its own process group (nginx's workers outlive a killed master otherwise),
+ * stderr appended to `cache.log`, ready once `/v2/` answers over TLS.
+ */
+export function cacheProcess(p: CacheProcess): PullThroughCache {
+  const { home } = p;
+  const probe = new Agent({ connect: { ca: home.cert.cert } });
   let child: ChildProcess | undefined;
-  let stderr = '';
 
   const running = () => child !== undefined && child.exitCode === null && child.signalCode === null;
   const kill = async () => {
     if (!child || !running()) return;
     const exited = new Promise((resolve) => child!.once('exit', resolve));
-    child.kill('SIGKILL');
+    process.kill(-child.pid!, 'SIGKILL');
     await exited;
   };
   const start = async () => {
-    await mkdir(data, { recursive: true });
-    stderr = '';
-    const log = await open(join(dir, 'cache.log'), 'a');
-    child = spawn(REGISTRY_BIN, ['serve', config], { stdio: ['ignore', log.fd, 'pipe'], env: { ...process.env, SSL_CERT_FILE: originCaPath } });
-    await log.close();
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-      stderr = (stderr + d).slice(-2000);
-      void appendFile(join(dir, 'cache.log'), d);
-    });
+    for (const d of [home.data, ...p.dirs]) await mkdir(d, { recursive: true });
+    const log = await open(join(home.dir, 'cache.log'), 'a');
+    try {
+      child = spawn(p.argv[0]!, p.argv.slice(1), { stdio: ['ignore', log.fd, log.fd], env: p.env, detached: true });
+    } finally {
+      await log.close();
+    }
     for (let i = 0; i < 100 && running(); i++) {
-      const ok = await request(`https://${host}/v2/`, { dispatcher: probe }).then(async (r) => { await r.body.dump(); return true; }, () => false);
+      const ok = await request(`https://${home.host}/v2/`, { dispatcher: probe }).then(async (r) => { await r.body.dump(); return true; }, () => false);
       if (ok) return;
       await sleep(100);
     }
     await kill();
-    throw new Error(`the pull-through cache did not start: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
+    const said = await readFile(join(home.dir, 'cache.log'), 'utf8').catch(() => '');
+    throw new Error(`the ${p.engine} cache did not start: ${said.trim().split('\n').slice(-3).join(' | ')}`);
   };
   const remove = deferCleanup(async () => {
     await kill();
     await probe.close();
-    await rm(dir, { recursive: true, force: true });
+    await rm(home.dir, { recursive: true, force: true });
     // The agents' registry_mirrors ca= put the cache's CA under its host:port, which is ours alone.
-    await rm(join('/etc/containers/certs.d', host), { recursive: true, force: true });
+    await rm(join('/etc/containers/certs.d', home.host), { recursive: true, force: true });
   });
   return {
-    host, cert, running, start, kill, remove,
+    engine: p.engine, host: home.host, cert: home.cert, running, start, kill, remove,
     pid: () => (running() ? child!.pid : undefined),
     takeRequests: async () => {
-      const text = await readFile(join(dir, 'cache.log'), 'utf8').catch(() => '');
-      await writeFile(join(dir, 'cache.log'), '');
-      const counts = new Map<string, number>();
-      for (const m of text.matchAll(/"(GET|HEAD) \/v2\/\S*?\/(blobs|manifests)\/\S+ HTTP\/[\d.]+" (\d+)/g)) {
-        const key = `${m[1]} ${m[2]} ${m[3]}`;
-        counts.set(key, (counts.get(key) ?? 0) + 1);
-      }
-      const ranged = (text.match(/Range/g) ?? []).length;
-      return [...counts].map(([k, n]) => `${n}× ${k}`).join(', ') + (ranged ? `; ${ranged} log lines name a Range` : '');
+      const text = await readFile(home.log, 'utf8').catch(() => '');
+      await writeFile(home.log, '');
+      return p.countRequests(text);
     },
     wipe: async () => {
       if (running()) throw new Error('wipe: the cache is running');
-      await rm(data, { recursive: true, force: true });
+      await rm(home.data, { recursive: true, force: true });
     },
   };
+}
+
+/** `4× GET blobs 200, …` from the keys found in a log. */
+export function countKeys(keys: Iterable<string>): string {
+  const counts = new Map<string, number>();
+  for (const key of keys) counts.set(key, (counts.get(key) ?? 0) + 1);
+  return [...counts].map(([k, n]) => `${n}× ${k}`).join(', ');
+}
+
+/**
+ * distribution's proxy mode. `originHost` is the link's `127.0.0.1:<port>`; `originCaPath` the
+ * origin's certificate, which the cache trusts through Go's SSL_CERT_FILE (distribution has no CA
+ * setting for its remote). Its access log goes to stderr (cache.log), which `takeRequests` reads.
+ */
+export async function createPullThroughCache(parent: string, originHost: string, originCaPath: string): Promise<PullThroughCache> {
+  const home = await cacheHome(parent, 'cache-');
+  home.log = join(home.dir, 'cache.log');
+  const config = join(home.dir, 'config.yml');
+  await writeFile(config, `version: 0.1\nlog: {level: info, formatter: json, accesslog: {disabled: false}}\n`
+    + `storage:\n  filesystem: {rootdirectory: ${home.data}}\n  delete: {enabled: true}\n`
+    + `http:\n  addr: ${home.host}\n  tls: {certificate: ${home.cert.certPath}, key: ${home.cert.keyPath}}\n`
+    + `proxy:\n  remoteurl: https://${originHost}\n`);
+  return cacheProcess({
+    engine: 'distribution', home, argv: [REGISTRY_BIN, 'serve', config], env: { ...process.env, SSL_CERT_FILE: originCaPath }, dirs: [],
+    countRequests: (text) => {
+      const keys = [...text.matchAll(/"(GET|HEAD) \/v2\/\S*?\/(blobs|manifests)\/\S+ HTTP\/[\d.]+" (\d+)/g)].map((m) => `${m[1]} ${m[2]} ${m[3]}`);
+      const ranged = (text.match(/Range/g) ?? []).length;
+      return countKeys(keys) + (ranged ? `; ${ranged} log lines name a Range` : '');
+    },
+  });
 }

@@ -5,6 +5,7 @@
  * @module
  */
 import { parseSize } from '../common.ts';
+import type { CacheEngine } from './cache.ts';
 
 export interface FleetOptions {
   /** Fleet sizes, run in this order (default 1, 4, 16). */
@@ -17,9 +18,11 @@ export interface FleetOptions {
   kill: boolean;
   /** Which images: raw (write_image) and/or bootc (execute_bootc_install). */
   kinds: ('raw' | 'bootc')[];
+  /** Which pull-through caches the cache rounds go through, each in turn (default both). */
+  caches: CacheEngine[];
 }
 
-export const FLEET_HELP = '--nodes=1,4,16 --fleet-rate=100M (bit/s) --fleet-raw-size=128M --fleet-kinds=raw,bootc --fleet-kill=yes|no';
+export const FLEET_HELP = '--nodes=1,4,16 --fleet-rate=100M (bit/s) --fleet-raw-size=128M --fleet-kinds=raw,bootc --fleet-kill=yes|no --fleet-cache=distribution|nginx|both';
 
 /** `100M` → 12.5e6 bytes/s: links are named in bits per second, decimal units. */
 export function parseRate(text: string): number {
@@ -41,14 +44,21 @@ function parseKinds(text: string): FleetOptions['kinds'] {
   return kinds as FleetOptions['kinds'];
 }
 
+function parseCaches(text: string): CacheEngine[] {
+  if (text === 'both') return ['distribution', 'nginx'];
+  if (text !== 'distribution' && text !== 'nginx') throw new Error(`--fleet-cache: expected distribution, nginx or both, got "${text}"`);
+  return [text];
+}
+
 /** Removes the fleet's flags from `argv` (in place) and returns the options they set. */
 export function takeFleetFlags(argv: string[]): FleetOptions {
-  const options: FleetOptions = { nodes: [1, 4, 16], rate: parseRate('100M'), rawSize: 128 * 2 ** 20, kill: true, kinds: ['raw', 'bootc'] };
+  const options: FleetOptions = { nodes: [1, 4, 16], rate: parseRate('100M'), rawSize: 128 * 2 ** 20, kill: true, kinds: ['raw', 'bootc'], caches: ['distribution', 'nginx'] };
   const setters: Record<string, (v: string) => void> = {
     '--nodes': (v) => { options.nodes = parseNodes(v); },
     '--fleet-rate': (v) => { options.rate = parseRate(v); },
     '--fleet-raw-size': (v) => { options.rawSize = parseSize(v); },
     '--fleet-kinds': (v) => { options.kinds = parseKinds(v); },
+    '--fleet-cache': (v) => { options.caches = parseCaches(v); },
     '--fleet-kill': (v) => {
       if (v !== 'yes' && v !== 'no') throw new Error(`--fleet-kill: expected yes or no, got "${v}"`);
       options.kill = v === 'yes';

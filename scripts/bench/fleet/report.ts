@@ -5,15 +5,17 @@
  */
 import { fmtBytes, fmtSeconds, median, table, verdict } from '../common.ts';
 import type { FleetOptions } from './options.ts';
+import type { CacheEngine } from './cache.ts';
 import { servedBy, type Kind, type RoundResult } from './rounds.ts';
 
 const ORIGIN_BYTES_TARGET = 1.1;
 const WALL_TARGET = 2;
 
 function label(r: RoundResult): string {
+  const cache = `${r.spec.engine ?? ''} cache`;
   const how = r.spec.mode === 'origin' ? 'origin'
-    : r.spec.killAtS !== undefined ? `cache killed at ${r.spec.killAtS.toFixed(1)} s`
-    : r.spec.canary ? 'cache, 1 node first' : 'cache (cold)';
+    : r.spec.killAtS !== undefined ? `${cache} killed at ${r.spec.killAtS.toFixed(1)} s`
+    : r.spec.canary ? `${cache}, 1 node first` : `${cache} (cold)`;
   return `${r.spec.kind.padEnd(5)} N=${String(r.spec.n).padStart(2)} ${how}`;
 }
 
@@ -48,24 +50,25 @@ export function printSummary(results: RoundResult[], images: Partial<Record<Kind
     }),
   ));
   const maxN = Math.max(...o.nodes);
-  const find = (kind: Kind, mode: 'origin' | 'cache', n: number, canary = false) => results.find((r) => r.spec.kind === kind && r.spec.mode === mode
-    && r.spec.n === n && r.spec.killAtS === undefined && (r.spec.canary ?? false) === canary);
-  for (const kind of o.kinds) {
-    const bytes = images[kind]!.bytes;
-    const one = find(kind, 'cache', 1);
-    const direct = find(kind, 'origin', maxN);
-    for (const many of [find(kind, 'cache', maxN), find(kind, 'cache', maxN, true)]) {
-      if (!many) continue;
-      const how = many.spec.canary ? 'one node first, then the rest at once' : 'all at once, cold';
-      const ratio = many.originBytes / bytes;
-      console.log(`  target ${kind} (${how}): origin bytes for N=${maxN} through the cache ≤ ${ORIGIN_BYTES_TARGET}× one image: ${ratio.toFixed(2)}× → ${verdict(ratio <= ORIGIN_BYTES_TARGET)}`
-        + `${direct ? ` (without the cache: ${(direct.originBytes / bytes).toFixed(2)}×)` : ''}`);
-      if (!one) continue;
-      const wall = many.wall / one.wall;
-      console.log(`  target ${kind} (${how}): wall for N=${maxN} through the cache ≤ ${WALL_TARGET}× one node: ${fmtSeconds(many.wall)} / ${fmtSeconds(one.wall)} = ${wall.toFixed(2)}× → ${verdict(wall <= WALL_TARGET)}`
-        + `${direct ? ` (without the cache N=${maxN}: ${fmtSeconds(direct.wall)})` : ''}`);
-    }
-    const killed = results.find((r) => r.spec.kind === kind && r.spec.killAtS !== undefined);
-    if (killed) console.log(`  cache killed mid-round, ${kind}: ${killed.outcomes.filter((x) => x.ok).length}/${killed.spec.n} nodes succeeded → ${verdict(killed.killed && killed.outcomes.every((x) => x.ok))}`);
+  for (const kind of o.kinds) for (const engine of o.caches) printTargets(results, kind, engine, images[kind]!.bytes, maxN);
+}
+
+function printTargets(results: RoundResult[], kind: Kind, engine: CacheEngine, bytes: number, maxN: number): void {
+  const find = (mode: 'origin' | 'cache', n: number, canary = false) => results.find((r) => r.spec.kind === kind && r.spec.mode === mode
+    && (mode === 'origin' || r.spec.engine === engine) && r.spec.n === n && r.spec.killAtS === undefined && (r.spec.canary ?? false) === canary);
+  const one = find('cache', 1);
+  const direct = find('origin', maxN);
+  for (const many of [find('cache', maxN), find('cache', maxN, true)]) {
+    if (!many) continue;
+    const how = `${engine}, ${many.spec.canary ? 'one node first, then the rest at once' : 'all at once, cold'}`;
+    const ratio = many.originBytes / bytes;
+    console.log(`  target ${kind} (${how}): origin bytes for N=${maxN} through the cache ≤ ${ORIGIN_BYTES_TARGET}× one image: ${ratio.toFixed(2)}× → ${verdict(ratio <= ORIGIN_BYTES_TARGET)}`
+      + `${direct ? ` (without the cache: ${(direct.originBytes / bytes).toFixed(2)}×)` : ''}`);
+    if (!one) continue;
+    const wall = many.wall / one.wall;
+    console.log(`  target ${kind} (${how}): wall for N=${maxN} through the cache ≤ ${WALL_TARGET}× one node: ${fmtSeconds(many.wall)} / ${fmtSeconds(one.wall)} = ${wall.toFixed(2)}× → ${verdict(wall <= WALL_TARGET)}`
+      + `${direct ? ` (without the cache N=${maxN}: ${fmtSeconds(direct.wall)})` : ''}`);
   }
+  const killed = results.find((r) => r.spec.kind === kind && r.spec.engine === engine && r.spec.killAtS !== undefined);
+  if (killed) console.log(`  ${engine} cache killed mid-round, ${kind}: ${killed.outcomes.filter((x) => x.ok).length}/${killed.spec.n} nodes succeeded → ${verdict(killed.killed && killed.outcomes.every((x) => x.ok))}`);
 }

@@ -9,7 +9,7 @@
 import { readFile } from 'node:fs/promises';
 import { procCpuSeconds, run } from '../common.ts';
 import { emptyStore, type FleetAgent, type StepOutcome } from './agents.ts';
-import type { PullThroughCache } from './cache.ts';
+import type { CacheEngine, PullThroughCache } from './cache.ts';
 import type { ThrottledLink } from './throttle.ts';
 
 export type Kind = 'raw' | 'bootc';
@@ -17,6 +17,8 @@ export type Mode = 'origin' | 'cache';
 
 export interface RoundSpec {
   mode: Mode;
+  /** The cache a `cache` round goes through. */
+  engine?: CacheEngine | undefined;
   kind: Kind;
   n: number;
   /** Kill the cache this many seconds into the round (it stays down until the round ends). */
@@ -43,6 +45,7 @@ export interface RoundResult {
 
 export interface FleetSetting {
   link: ThrottledLink;
+  /** The cache of this round's engine (killed before an origin round). */
   cache: PullThroughCache;
   /** The step and its arguments for each kind. */
   steps: Record<Kind, { step: string; args: Record<string, unknown> }>;
