@@ -442,6 +442,42 @@ async function siteOverlay(work: string, registry: GuestRegistry, base: string):
   return combined;
 }
 
+/**
+ * The ramdisk the way an operator gets it to Ironic: published to the registry as OCI artifacts
+ * (scripts/publish-ramdisk) and fetched back for this machine's platform by the agent's own
+ * `bootc-agent fetch --output-dir`, from the bundle the ramdisk carries; the VM boots those files.
+ */
+async function ramdiskThroughRegistry(work: string, registry: GuestRegistry, ramdiskDir: string): Promise<{ dir: string; kernelUrl: string }> {
+  const certs = join(work, 'certs.d');
+  await mkdir(join(certs, registry.hostAddress), { recursive: true });
+  await copyFile(registry.caPath, join(certs, registry.hostAddress, 'ca.crt'));
+  const env = { ...process.env, QEMU_TEST_REGISTRY_CREDS: `${registry.username}:${registry.password}` };
+  const access = ['--creds-env', 'QEMU_TEST_REGISTRY_CREDS', '--cert-dir', certs, '--json'];
+  const target = `oci://${registry.hostAddress}/ipa/bootc-agent-ramdisk:qemu-test`;
+  const published = JSON.parse((await run(join(ROOT, 'scripts/publish-ramdisk'), [target, '--amd64', ramdiskDir, ...access], { env, maxBuffer: 16 << 20 })).stdout) as {
+    arches: { amd64?: { deployKernel: string; deployRamdisk: string } };
+  };
+  const kernelUrl = published.arches.amd64?.deployKernel ?? fail('publish-ramdisk printed no amd64 URLs');
+  const bundle = join(ROOT, 'dist/bootc-agent.mjs');
+  if (!existsSync(bundle)) await run(process.execPath, [join(ROOT, 'scripts/build.mjs')], { cwd: ROOT });
+  const dir = join(work, 'ramdisk-fetched');
+  const fetched = JSON.parse((await run(process.execPath, [bundle, 'fetch', target, '--platform', 'linux/amd64', '--output-dir', dir, ...access], { env, maxBuffer: 16 << 20 })).stdout) as {
+    files: { path: string; digest: string }[];
+  };
+  for (const name of ['bootc-agent.kernel', 'bootc-agent.initramfs']) {
+    const [built, got] = await Promise.all([sha256File(join(ramdiskDir, name)), sha256File(join(dir, name))]);
+    if (built !== got) fail(`${name} fetched back from ${target} differs from the build (${got} ≠ ${built})`);
+    if (!fetched.files.some((f) => f.path === join(dir, name) && f.digest === `sha256:${got}`)) fail(`fetch --json does not list ${name} with its digest`);
+  }
+  return { dir, kernelUrl };
+}
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
 // ---- main -------------------------------------------------------------------------------------
 
 async function main(): Promise<number> {
@@ -474,6 +510,9 @@ async function main(): Promise<number> {
     return r;
   }, (r) => `https://${r.hostAddress}, guest sees ${r.guestAddress}`);
 
+  const booted = await phase('ramdisk → registry → bootc-agent fetch', () => ramdiskThroughRegistry(work, registry, ramdiskDir),
+    (v) => `published ${v.kernelUrl} and its initramfs, fetched back byte for byte`);
+
   const conductor = await startFakeConductor({ macs: [MAC], heartbeatTimeout: 60 });
   cleanups.push(() => conductor.close());
   const conductorPort = Number(new URL(conductor.url).port);
@@ -486,7 +525,7 @@ async function main(): Promise<number> {
   log(`   target disk ${diskGiB} GiB (sparse), VM memory ${MEMORY_MIB} MiB${big ? `, big image ${big.unpackedMiB} MiB unpacked, ${big.compressedMiB} MiB compressed` : ''}`);
   const vars = join(work, 'OVMF_VARS.fd');
   await copyFile(OVMF_VARS, vars);
-  const initrd = await siteOverlay(work, registry, join(ramdiskDir, 'bootc-agent.initramfs'));
+  const initrd = await siteOverlay(work, registry, join(booted.dir, 'bootc-agent.initramfs'));
   const append = [
     'console=ttyS0,115200', 'panic=-1',
     `ipa-api-url=http://${GUEST_HOST_IP}:${conductorPort}`,
@@ -497,7 +536,7 @@ async function main(): Promise<number> {
 
   const vm1 = await phase('boot ramdisk → first heartbeat', async () => {
     const vm = startVm({
-      name: 'ramdisk', work, disk, vars, memory: opts.memory!, kernel: join(ramdiskDir, 'bootc-agent.kernel'), initrd, append,
+      name: 'ramdisk', work, disk, vars, memory: opts.memory!, kernel: join(booted.dir, 'bootc-agent.kernel'), initrd, append,
       hostfwd: agentPort, guestfwds: [conductorPort, registry.port],
     });
     const started = Date.now();
