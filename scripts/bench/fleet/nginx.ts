@@ -13,6 +13,12 @@ import { cacheHome, cacheProcess, countKeys, type PullThroughCache } from './cac
 
 export const NGINX_BIN = '/usr/sbin/nginx';
 
+/**
+ * Blobs are fetched and cached in pieces of this size: a node waiting on another's fetch waits for
+ * one piece, not the whole blob (the agent's client gives up on headers after 60 s).
+ */
+const SLICE = '8m';
+
 /** A blob on a slow link can take minutes: the other nodes wait for the one fetch that long. */
 const LOCK_WAIT = '1h';
 
@@ -36,8 +42,11 @@ export function nginxConfig(c: NginxConfig): string {
   const p = (name: string) => join(c.prefix, name);
   // Both kinds of immutable content share one location body; manifests by tag get another.
   const cached = `
+      slice ${SLICE};
       proxy_cache registry;
-      proxy_cache_valid 200 30d;
+      proxy_cache_key $uri$slice_range;
+      proxy_set_header Range $slice_range;
+      proxy_cache_valid 200 206 30d;
       proxy_cache_lock on;
       proxy_cache_lock_timeout ${LOCK_WAIT};
       proxy_cache_lock_age ${LOCK_WAIT};
