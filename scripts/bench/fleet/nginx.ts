@@ -40,12 +40,13 @@ export interface NginxConfig {
 /** The whole nginx.conf for one cache: nothing is included from /etc/nginx. */
 export function nginxConfig(c: NginxConfig): string {
   const p = (name: string) => join(c.prefix, name);
-  // Both kinds of immutable content share one location body; manifests by tag get another.
-  const cached = `
+  // Blobs in slices; a manifest by digest (a few KiB, and the origin answers no Range for it) whole.
+  const cached = (sliced: boolean) => `${sliced ? `
       slice ${SLICE};
-      proxy_cache registry;
       proxy_cache_key $uri$slice_range;
-      proxy_set_header Range $slice_range;
+      proxy_set_header Range $slice_range;` : `
+      proxy_cache_key $uri;`}
+      proxy_cache registry;
       proxy_cache_valid 200 206 30d;
       proxy_cache_lock on;
       proxy_cache_lock_timeout ${LOCK_WAIT};
@@ -92,9 +93,9 @@ http {
     proxy_read_timeout 300s;
     # A mirror is read-only.
     if ($request_method !~ ^(GET|HEAD)$) { return 405; }
-    location ~ "^/v2/.+/blobs/sha256:[0-9a-f]{64}$" {${cached}
+    location ~ "^/v2/.+/blobs/sha256:[0-9a-f]{64}$" {${cached(true)}
     }
-    location ~ "^/v2/.+/manifests/sha256:[0-9a-f]{64}$" {${cached}
+    location ~ "^/v2/.+/manifests/sha256:[0-9a-f]{64}$" {${cached(false)}
     }
     location /v2/ {
       proxy_cache off;
