@@ -22,8 +22,8 @@ export interface PullThroughCache {
   host: string;
   cert: TestCertificate;
   running(): boolean;
-  /** The running process's id (for its CPU time). */
-  pid(): number | undefined;
+  /** The running process and its children, e.g. nginx's workers (for their CPU time). */
+  pids(): Promise<number[]>;
   start(): Promise<void>;
   kill(): Promise<void>;
   /** Removes everything the cache stored (it must be stopped). */
@@ -105,7 +105,11 @@ export function cacheProcess(p: CacheProcess): PullThroughCache {
   });
   return {
     engine: p.engine, host: home.host, cert: home.cert, running, start, kill, remove,
-    pid: () => (running() ? child!.pid : undefined),
+    pids: async () => {
+      if (!running()) return [];
+      const children = await readFile(`/proc/${child!.pid}/task/${child!.pid}/children`, 'utf8').catch(() => '');
+      return [child!.pid!, ...children.split(' ').filter(Boolean).map(Number)];
+    },
     takeRequests: async () => {
       const text = await readFile(home.log, 'utf8').catch(() => '');
       await writeFile(home.log, '');

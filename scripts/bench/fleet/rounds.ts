@@ -84,12 +84,12 @@ export async function runRound(setting: FleetSetting, pool: FleetAgent[], spec: 
   const { link, cache } = setting;
   link.resetCounters();
   const agentsCpu0 = await cpuSum(agents.map((a) => a.pid));
-  const cacheCpu0 = await cpuSum([cache.pid()]);
+  const cacheCpu0 = await cpuSum(await cache.pids());
   const machine0 = await machineCpuSeconds();
   let killed = false;
   let cacheCpuAtKill = 0;
   const timer = spec.killAtS === undefined ? undefined : setTimeout(() => {
-    void cpuSum([cache.pid()]).then((c) => { cacheCpuAtKill = c; killed = true; return cache.kill(); });
+    void cache.pids().then(cpuSum).then((c) => { cacheCpuAtKill = c; killed = true; return cache.kill(); });
   }, spec.killAtS * 1000);
   const started = performance.now();
   const { step, args } = setting.steps[spec.kind];
@@ -98,7 +98,7 @@ export async function runRound(setting: FleetSetting, pool: FleetAgent[], spec: 
   const outcomes = [...first, ...await Promise.all(agents.slice(first.length).map(deploy))];
   const wall = (performance.now() - started) / 1000;
   clearTimeout(timer);
-  const cacheCpu = (killed ? cacheCpuAtKill : await cpuSum([cache.pid()])) - cacheCpu0;
+  const cacheCpu = (killed ? cacheCpuAtKill : await cpuSum(await cache.pids())) - cacheCpu0;
   return {
     spec, wall, outcomes, killed, cacheCpu,
     originBytes: link.served(),
