@@ -7,7 +7,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -16,6 +15,7 @@ import { OciClient, parseReference, type Descriptor } from '../../src/oci/index.
 import type { RegistrySession } from '../../src/oci/session.ts';
 import { faultClient, sendTruncated, serveBlob, sha256, startFaultRegistry, type FaultRegistry } from '../helpers/fault-registry.ts';
 import { registryUnavailable, startRegistry, writeCertsDir, type TestRegistry } from '../helpers/registry.ts';
+import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts';
 
 const code = (c: string) => (e: { code?: string }) => e.code === c;
 const desc = (bytes: Buffer): Descriptor => ({ mediaType: 'application/octet-stream', digest: sha256(bytes), size: bytes.length });
@@ -24,57 +24,6 @@ async function collect(sessions: RegistrySession | RegistrySession[], d: Descrip
   const chunks: Buffer[] = [];
   for await (const chunk of openBlobChunks(sessions, d, options)) chunks.push(chunk);
   return Buffer.concat(chunks);
-}
-
-interface Proxy {
-  host: string;
-  /** Bytes sent from the registry to the client, over all connections. */
-  served(): number;
-  close(): Promise<void>;
-}
-
-/**
- * A TCP proxy on 127.0.0.1:0 in front of `target` (TLS passes through untouched). With `dieAfter`
- * it cuts every connection and stops listening once that many bytes went to the client: later
- * connections are refused, as from a cache that died.
- */
-async function startProxy(target: string, dieAfter?: number): Promise<Proxy> {
-  const [targetHost, targetPort] = target.split(':') as [string, string];
-  const sockets = new Set<Socket>();
-  let served = 0;
-  let dead = false;
-  const server: Server = createServer((client) => {
-    const upstream = connect(Number(targetPort), targetHost);
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-      s.on('error', () => {});
-    }
-    client.pipe(upstream);
-    upstream.on('data', (chunk: Buffer) => {
-      served += chunk.length;
-      client.write(chunk);
-      if (dieAfter !== undefined && served >= dieAfter && !dead) kill();
-    });
-    upstream.on('end', () => client.end());
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
-  });
-  const kill = (): void => {
-    dead = true;
-    server.close();
-    for (const s of sockets) s.destroy();
-  };
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  return {
-    host: `127.0.0.1:${port}`,
-    served: () => served,
-    close: async () => {
-      if (!dead) kill();
-      await new Promise((resolve) => setImmediate(resolve));
-    },
-  };
 }
 
 describe('two real registries, the first dies mid-blob', { skip: registryUnavailable() }, () => {
@@ -95,7 +44,7 @@ describe('two real registries, the first dies mid-blob', { skip: registryUnavail
     if (certs) await rm(certs, { recursive: true, force: true });
   });
 
-  async function sessionsThrough(dying: Proxy, counting: Proxy): Promise<{ client: OciClient; sessions: RegistrySession[] }> {
+  async function sessionsThrough(dying: TcpProxy, counting: TcpProxy): Promise<{ client: OciClient; sessions: RegistrySession[] }> {
     await writeCertsDir(certs, dying.host, mirror.cert.cert);
     await writeCertsDir(certs, counting.host, origin.cert.cert);
     const client = new OciClient({ registries: { registries: [] }, policy: null, authFilePaths: [], certsDirs: [certs], sleep: async () => {} });
@@ -107,8 +56,8 @@ describe('two real registries, the first dies mid-blob', { skip: registryUnavail
   }
 
   test('the download continues on the second registry from the byte reached, with Range, and verifies', async () => {
-    const dying = await startProxy(mirror.host, 3 * 1024 * 1024);
-    const counting = await startProxy(origin.host);
+    const dying = await startTcpProxy(mirror.host, { dieAfter: 3 * 1024 * 1024 });
+    const counting = await startTcpProxy(origin.host);
     const { client, sessions } = await sessionsThrough(dying, counting);
     const switches: { index: number; code: unknown }[] = [];
     try {
@@ -126,8 +75,8 @@ describe('two real registries, the first dies mid-blob', { skip: registryUnavail
   });
 
   test('openBlobStream takes the same list of sessions', async () => {
-    const dying = await startProxy(mirror.host, 1024 * 1024);
-    const counting = await startProxy(origin.host);
+    const dying = await startTcpProxy(mirror.host, { dieAfter: 1024 * 1024 });
+    const counting = await startTcpProxy(origin.host);
     const { client, sessions } = await sessionsThrough(dying, counting);
     try {
       const hash = createHash('sha256');
