@@ -42,6 +42,7 @@ import {
   buildStandinImages, buildStandinVariant, pushForeignArchImage, pushNotBootable, pushStandin, standinUnavailable, startStandinRegistry,
   STANDIN_BOOTC_VERSION, STANDIN_CANARIES, STANDIN_PULL_SECRET, STANDIN_REGISTRY_USERNAME,
 } from '../helpers/standin-image.ts';
+import { layMarkerTable, partitionLines } from '../helpers/loop.ts';
 import { probe, sh, toolMissing } from '../helpers/tools.ts';
 
 const GiB = 2 ** 30;
@@ -75,18 +76,7 @@ async function attachLoop(dir: string, name: string, bytes: number): Promise<{ d
   };
 }
 
-// A recognisable table the failure tests expect to disappear.
-function layMarkerTable(dev: string): void {
-  sh('sgdisk', ['--zap-all', dev]);
-  sh('sgdisk', ['-n1:0:+64M', '-c1:marker-a', '-n2:0:+64M', '-c2:marker-b', dev]);
-  // not `partx -u`: it fails (EBUSY) when new partitions overlap old ones with higher numbers
-  probe('partx', ['-d', '--', dev]);
-  probe('partx', ['-a', '--', dev]);
-}
 
-function partitionLines(dev: string): string[] {
-  return probe('sgdisk', ['-p', dev]).stdout.split('\n').filter((l) => /^\s+\d+\s+\d+\s+\d+/.test(l));
-}
 
 function assertWiped(dev: string): void {
   assert.deepEqual(partitionLines(dev), [], `${dev} still has partitions`);

@@ -41,6 +41,7 @@ import { createOciClient, DEFAULT_CERTS_DIRS } from '../../src/oci/index.ts';
 import { buildIso } from '../configdrive/fixtures.ts';
 import type { TestRegistry } from '../helpers/registry.ts';
 import { buildStandinImages, buildStandinVariant, pushStandin, standinUnavailable, startStandinRegistry, STANDIN_PULL_SECRET } from '../helpers/standin-image.ts';
+import { layMarkerTable, partitionLines } from '../helpers/loop.ts';
 import { probe, sh, toolMissing } from '../helpers/tools.ts';
 import { createMemoryCgroup, memoryCgroupUnavailable, podmanInCgroup, type MemoryCgroup } from './memory-cgroup.ts';
 
@@ -55,16 +56,7 @@ function skipReason(): string | undefined {
     ?? (process.arch !== 'x64' ? 'the stand-in layout is defined for x86_64' : undefined);
 }
 
-function partitionLines(dev: string): string[] {
-  return probe('sgdisk', ['-p', dev]).stdout.split('\n').filter((l) => /^\s+\d+\s+\d+\s+\d+/.test(l));
-}
 
-function layMarkerTable(dev: string): void {
-  sh('sgdisk', ['--zap-all', dev]);
-  sh('sgdisk', ['-n1:0:+64M', '-c1:marker-a', '-n2:0:+64M', '-c2:marker-b', dev]);
-  probe('partx', ['-d', '--', dev]);
-  probe('partx', ['-a', '--', dev]);
-}
 
 function loopsOn(dev: string): string[] {
   return probe('losetup', ['--noheadings', '--output', 'NAME', '--associated', dev]).stdout.split('\n').map((l) => l.trim()).filter(Boolean);

@@ -7,6 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { probe, sh } from './tools.ts';
 
 const MiB = 1024 * 1024;
 
@@ -40,3 +41,17 @@ export async function attachLoop(dir: string, sizeMiB: number): Promise<LoopDevi
   };
 }
 
+
+/** A recognisable two-partition table ("marker-a", "marker-b") the failure tests expect to stay or to disappear. */
+export function layMarkerTable(dev: string): void {
+  sh('sgdisk', ['--zap-all', dev]);
+  sh('sgdisk', ['-n1:0:+64M', '-c1:marker-a', '-n2:0:+64M', '-c2:marker-b', dev]);
+  // not `partx -u`: it fails (EBUSY) when new partitions overlap old ones with higher numbers
+  probe('partx', ['-d', '--', dev]);
+  probe('partx', ['-a', '--', dev]);
+}
+
+/** The partition lines of `sgdisk -p` (none on a wiped disk). */
+export function partitionLines(dev: string): string[] {
+  return probe('sgdisk', ['-p', dev]).stdout.split('\n').filter((l) => /^\s+\d+\s+\d+\s+\d+/.test(l));
+}
