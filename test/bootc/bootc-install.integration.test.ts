@@ -76,8 +76,6 @@ async function attachLoop(dir: string, name: string, bytes: number): Promise<{ d
   };
 }
 
-
-
 function assertWiped(dev: string): void {
   assert.deepEqual(partitionLines(dev), [], `${dev} still has partitions`);
   assert.equal(probe('blkid', ['-p', dev]).status, 2, `${dev}: blkid still finds a signature`);

@@ -56,8 +56,6 @@ function skipReason(): string | undefined {
     ?? (process.arch !== 'x64' ? 'the stand-in layout is defined for x86_64' : undefined);
 }
 
-
-
 function loopsOn(dev: string): string[] {
   return probe('losetup', ['--noheadings', '--output', 'NAME', '--associated', dev]).stdout.split('\n').map((l) => l.trim()).filter(Boolean);
 }
