@@ -9,9 +9,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
-import { createTestCertificate, freePort, REGISTRY_BIN, type TestCertificate } from '../../../test/helpers/registry.ts';
+import { createTestCertificate, REGISTRY_BIN, type TestCertificate } from '../../../test/helpers/registry.ts';
 import { deferCleanup, sleep } from '../common.ts';
 
 export type CacheEngine = 'distribution' | 'nginx';
@@ -45,10 +46,31 @@ export interface CacheHome {
   log: string;
 }
 
+/**
+ * A port free now on 127.0.0.1 and below the kernel's ephemeral range: a cache is restarted on the
+ * same port every round, and a port from the ephemeral range (port 0) can meanwhile be the local
+ * end of some outgoing connection (the agents' own to the other cache), which makes bind() fail.
+ */
+async function stablePort(): Promise<number> {
+  const [low = 32768] = (await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').catch(() => '')).trim().split(/\s+/).map(Number);
+  for (let i = 0; i < 200; i++) {
+    const port = 10_000 + Math.floor(Math.random() * Math.max(1, low - 10_000));
+    const server = createServer();
+    const bound = await new Promise<boolean>((resolve) => {
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (!bound) continue;
+    await new Promise((resolve) => server.close(resolve));
+    return port;
+  }
+  throw new Error(`no free port on 127.0.0.1 between 10000 and ${low}`);
+}
+
 export async function cacheHome(parent: string, prefix: string): Promise<CacheHome> {
   const dir = await mkdtemp(join(parent, prefix));
   const cert = await createTestCertificate(dir);
-  return { dir, cert, host: `127.0.0.1:${await freePort()}`, data: join(dir, 'data'), log: join(dir, 'access.log') };
+  return { dir, cert, host: `127.0.0.1:${await stablePort()}`, data: join(dir, 'data'), log: join(dir, 'access.log') };
 }
 
 export interface CacheProcess {
