@@ -24,9 +24,9 @@
  * Exit status 0 on success, 1 on a failed check, 2 on a usage error, 77 when something this
  * test needs is missing (printed as `SKIP: <reason>`). Serial logs are kept on failure.
  */
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomUUID } from 'node:crypto';
-import { constants as fsConstants, createReadStream, createWriteStream, existsSync, openSync, statSync, type WriteStream } from 'node:fs';
+import { createReadStream, existsSync, statSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -36,13 +36,11 @@ import { parseArgs, promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { startFakeConductor, type FakeConductor, type StepDecision } from '../../test/helpers/fake-conductor.ts';
 import { startGuestRegistry, type GuestRegistry } from './registry.ts';
-import { ramdiskIsFresh } from './vm.ts';
+import { GUEST_HOST_IP, ramdiskIsFresh, startVm as startQemu, VM_MAC as MAC, type Vm as QemuVm, type VmOptions } from './vm.ts';
 import { freePort } from '../../test/helpers/registry.ts';
 
 const run = promisify(execFile);
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const MAC = '52:54:00:12:34:56';
-const GUEST_HOST_IP = '10.0.2.100';
 const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
 const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
 
@@ -155,87 +153,24 @@ function runStreaming(cmd: string, args: string[], prefix: string): Promise<void
 
 interface MemSample { at: number; totalKiB: number; availableKiB: number }
 
-interface Vm {
-  child: ChildProcess;
-  serial: string;
+interface Vm extends QemuVm {
   /** `BOOTC-MEM <MemTotal> <MemAvailable>` lines the guest printed (see sampleGuestMemory). */
   mem: MemSample[];
-  logPath: string;
-  exited: Promise<number | null>;
-  waitFor(re: RegExp, timeoutMs: number, what: string): Promise<RegExpMatchArray>;
-  /** Types a line into the serial console (the ramdisk autologins root there with bootc-agent-autologin=1). */
-  type(line: string): void;
 }
 
-function startVm(o: { name: string; work: string; disk: string; vars: string; memory: string; kernel?: string; initrd?: string; append?: string; hostfwd?: number; guestfwds?: number[] }): Vm {
-  const logPath = join(o.work, `serial-${o.name}.log`);
-  serialLogs.push(logPath);
-  const out: WriteStream = createWriteStream(logPath);
-  const net = [`user,id=n0,restrict=on`];
-  if (o.hostfwd) net.push(`hostfwd=tcp:127.0.0.1:${o.hostfwd}-:9999`);
-  // cmd: runs the relay once per guest connection; a tcp: target would serve only the first one.
-  for (const p of o.guestfwds ?? []) net.push(`guestfwd=tcp:${GUEST_HOST_IP}:${p}-cmd:${process.execPath} ${join(ROOT, 'scripts/qemu/relay.mjs')} ${p}`);
-  const args = [
-    '-name', `bootc-agent-${o.name}`, '-machine', 'q35', '-accel', process.env.QEMU_ACCEL ?? 'tcg', '-cpu', 'max',
-    '-smp', '2', '-m', o.memory, '-nodefaults', '-display', 'none', '-serial', 'stdio', '-no-reboot',
-    '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`,
-    '-drive', `if=pflash,format=raw,unit=1,file=${o.vars}`,
-    '-drive', `if=none,id=d0,format=raw,cache=unsafe,file=${o.disk}`,
-    '-device', 'virtio-blk-pci,drive=d0,bootindex=1,serial=bootc-target',
-    '-netdev', net.join(','), '-device', `virtio-net-pci,netdev=n0,mac=${MAC},romfile=`,
-    '-device', 'virtio-rng-pci',
-  ];
-  if (o.kernel) args.push('-kernel', o.kernel, '-initrd', o.initrd!, '-append', o.append!);
-  const child = spawn('qemu-system-x86_64', args, { stdio: ['pipe', 'pipe', 'pipe'] });
-  child.stdin!.on('error', () => undefined);
-  // QEMU_TEST_CONSOLE=1: a FIFO next to the serial log feeds the serial console, for debugging
-  // by hand (`echo 'journalctl -u bootc-agent' > WORK/console-NAME.fifo`).
-  if (process.env.QEMU_TEST_CONSOLE === '1') {
-    const fifo = join(o.work, `console-${o.name}.fifo`);
-    spawnSync('mkfifo', [fifo]);
-    const fd = openSync(fifo, fsConstants.O_RDWR);
-    createReadStream('', { fd }).on('data', (d) => child.stdin!.write(d));
-    log(`   console input: ${fifo}`);
-  }
-  log(`   qemu pid ${child.pid}: serial → ${logPath}`);
+// The VM of scripts/qemu/vm.ts, stopped by this test's cleanups, with the guest's memory samples.
+function startVm(o: VmOptions): Vm {
+  const vm = startQemu({ ...o, log, fail }) as Vm;
+  serialLogs.push(vm.logPath);
+  cleanups.push(() => vm.stop());
+  vm.mem = [];
   let pending = '';
-  const vm: Vm = {
-    child, serial: '', logPath, mem: [],
-    exited: new Promise((r) => child.on('exit', (code) => { out.end(); r(code); })),
-    async waitFor(re, timeoutMs, what) {
-      const deadline = Date.now() + timeoutMs;
-      let exited = false;
-      void vm.exited.then(() => { exited = true; });
-      for (;;) {
-        const m = vm.serial.match(re);
-        if (m) return m;
-        if (exited) fail(`${what}: the VM exited first (serial log ${logPath})`);
-        if (Date.now() > deadline) fail(`${what}: not seen within ${Math.round(timeoutMs / 1000)} s (serial log ${logPath})`);
-        await sleep(250);
-      }
-    },
-    type(line) {
-      if (child.exitCode === null && child.stdin!.writable) child.stdin!.write(`${line}\n`);
-    },
-  };
-  child.stdout!.on('data', (d: Buffer) => {
-    out.write(d);
-    const text = d.toString('utf8').replace(/\r/g, '');
-    vm.serial += text;
-    const lines = (pending + text).split('\n');
+  vm.child.stdout!.on('data', (d: Buffer) => {
+    const lines = (pending + d.toString('utf8').replace(/\r/g, '')).split('\n');
     pending = lines.pop()!.slice(-4096);
     for (const l of lines) {
       const m = /BOOTC-MEM (\d+) (\d+)/.exec(l);
       if (m) vm.mem.push({ at: Date.now(), totalKiB: Number(m[1]), availableKiB: Number(m[2]) });
-    }
-    if (vm.serial.length > 4_000_000) vm.serial = vm.serial.slice(-2_000_000);
-  });
-  child.stderr!.on('data', (d: Buffer) => { out.write(d); process.stderr.write(`[qemu] ${d}`); });
-  cleanups.push(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      await Promise.race([vm.exited, sleep(5000)]);
-      if (child.exitCode === null) child.kill('SIGKILL');
     }
   });
   return vm;
