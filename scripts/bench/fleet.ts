@@ -139,7 +139,9 @@ async function runRounds(ctx: BenchContext, o: FleetOptions, setting: FleetSetti
   const maxN = Math.max(...o.nodes);
   for (const kind of o.kinds) {
     const cold = results.find((r) => r.spec.kind === kind && r.spec.n === maxN && !r.spec.canary);
-    const killAtS = Math.max(0.5, (cold?.wall ?? 10) / 2);
+    // Halfway through the fastest node's deploy in the cold round: every node is still fetching
+    // (half the round's wall came after every node had finished through nginx once).
+    const killAtS = Math.max(0.5, Math.min(...(cold?.outcomes.map((x) => x.seconds) ?? [20])) / 2);
     ctx.log(`fleet: ${name}, ${kind}, N=${maxN}, cache killed at ${killAtS.toFixed(1)} s`);
     results.push(await runRound(setting, pool, { mode, engine, kind, n: maxN, killAtS }));
     printRound(results.at(-1)!);
