@@ -10,6 +10,12 @@ export async function removeImagesFrom(runner: CommandRunner, registryHost: stri
   const { stdout } = await runner.run('podman', ['images', '--format', 'json'], { timeoutMs: 60_000 });
   const images = JSON.parse(stdout || '[]') as Array<{ Id: string; Names?: string[] }>;
   const names = images.flatMap((i) => i.Names ?? []).filter((n) => n.startsWith(`${registryHost}/`));
-  for (const name of names) await runner.run('podman', ['rmi', '--ignore', '--', name], { timeoutMs: 60_000 });
+  for (const name of names) {
+    // A name by digest whose image an earlier name's rmi already removed answers "tag not known"
+    // (exit 125), which --ignore does not cover: it is gone all the same.
+    await runner.run('podman', ['rmi', '--ignore', '--', name], { timeoutMs: 60_000 }).catch((err: unknown) => {
+      if (!/tag not known/.test(String((err as { stderrTail?: string }).stderrTail ?? ''))) throw err;
+    });
+  }
   return names;
 }
