@@ -43,6 +43,9 @@ function attachDisk(t: TestContext, options: { sizeBytes?: number; sectorSize?: 
     t.skip(`no free loop device: ${(err as Error).message}`);
     throw err;
   }
+  // A loop device whose previous user added partitions with partx and detached it without
+  // dropping them still has them in the kernel; partx -a would then fail with EBUSY.
+  try { run('partx', ['-d', '--', loop]); } catch { /* none */ }
   t.after(() => {
     try { run('partx', ['-d', '--', loop]); } catch { /* no partitions known to the kernel */ }
     run('losetup', ['-d', loop]);
