@@ -7,14 +7,9 @@
 // BOOTC_AGENT_ARM64_IN_CI=1: a first arm64 stage 1 under qemu-user took ~40 min here, which with
 // the rest of the suite does not fit CI's 90 minutes (docs/benchmarks.md).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const SCRIPT = join(ROOT, 'scripts/qemu-boot-test');
+import { runQemuScript } from '../helpers/qemu-script.ts';
 
 function quickSkipReason(): string | undefined {
   if (process.env.BOOTC_AGENT_SKIP_QEMU === '1') return 'BOOTC_AGENT_SKIP_QEMU=1';
@@ -34,26 +29,8 @@ const reason = quickSkipReason();
 if (reason) console.log(`qemu arm64 boot test skipped: ${reason}`);
 
 test('QEMU arm64: the arm64 ramdisk boots under qemu-system-aarch64 (UEFI) and the agent heartbeats', { skip: reason ?? false, timeout: 150 * 60_000 }, async (t) => {
-  const output: string[] = [];
-  const code = await new Promise<number | null>((resolveRun) => {
-    const child = spawn(SCRIPT, ['--arch', 'arm64', '--until', 'heartbeat', '--json'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    for (const s of [child.stdout, child.stderr]) {
-      s.on('data', (d: Buffer) => {
-        const text = d.toString();
-        output.push(text);
-        process.stderr.write(text);
-      });
-    }
-    child.on('exit', (c) => resolveRun(c));
-  });
-  const text = output.join('');
-  if (code === 77) {
-    const why = /SKIP: (.*)/.exec(text)?.[1] ?? 'prerequisites missing';
-    console.log(`qemu arm64 boot test skipped: ${why}`);
-    t.skip(why);
-    return;
-  }
-  assert.equal(code, 0, `scripts/qemu-boot-test --arch arm64 failed:\n${text.split('\n').slice(-60).join('\n')}`);
+  const text = await runQemuScript(t, 'scripts/qemu-boot-test', ['--arch', 'arm64', '--until', 'heartbeat', '--json'], 60);
+  if (text === undefined) return;
   const summary = JSON.parse(text.trimEnd().split('\n').at(-1)!) as { arch: string; ok: boolean; heartbeatSeconds: number; initramfsMiB: number; kernelRelease?: string; agentUrl?: string };
   assert.equal(summary.arch, 'arm64');
   assert.equal(summary.ok, true);

@@ -3,15 +3,9 @@
 // It needs root, qemu-system-x86, ovmf, debootstrap, podman, skopeo, docker-registry and more
 // (the script checks and answers exit 77 with `SKIP: <reason>`); it is skipped with the reason
 // printed when any of them is missing, and also when BOOTC_AGENT_SKIP_QEMU=1.
-import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { test, type TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
-
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const SCRIPT = join(ROOT, 'scripts/qemu-deploy-test');
+import { test } from 'node:test';
+import { runQemuScript } from '../helpers/qemu-script.ts';
 
 function quickSkipReason(): string | undefined {
   if (process.env.BOOTC_AGENT_SKIP_QEMU === '1') return 'BOOTC_AGENT_SKIP_QEMU=1';
@@ -25,33 +19,8 @@ function quickSkipReason(): string | undefined {
 const reason = quickSkipReason();
 if (reason) console.log(`qemu deploy test skipped: ${reason}`);
 
-/** Runs scripts/qemu-deploy-test with `args`; its exit 77 (a prerequisite missing) skips the test with the reason. */
-async function runScript(t: TestContext, args: string[]): Promise<void> {
-  const output: string[] = [];
-  const code = await new Promise<number | null>((resolveRun) => {
-    const child = spawn(SCRIPT, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    for (const s of [child.stdout, child.stderr]) {
-      s.on('data', (d: Buffer) => {
-        const text = d.toString();
-        output.push(text);
-        // Progress on stderr, so it shows while the test runs (the runner reports it as comments).
-        process.stderr.write(text);
-      });
-    }
-    child.on('exit', (c) => resolveRun(c));
-  });
-  const text = output.join('');
-  if (code === 77) {
-    const why = /SKIP: (.*)/.exec(text)?.[1] ?? 'prerequisites missing';
-    console.log(`qemu deploy test skipped: ${why}`);
-    t.skip(why);
-    return;
-  }
-  assert.equal(code, 0, `scripts/qemu-deploy-test ${args.join(' ')} failed:\n${text.split('\n').slice(-80).join('\n')}`);
-}
-
 test('QEMU: ramdisk boots, heartbeats, deploys a bootc image, powers off; the disk boots with the config drive and keys', { skip: reason ?? false, timeout: 40 * 60_000 }, async (t) => {
-  await runScript(t, ['--scenario', 'kill-mid-install']);
+  await runQemuScript(t, 'scripts/qemu-deploy-test', ['--scenario', 'kill-mid-install']);
 });
 
 // Issue 14: an image whose unpacked size exceeds the VM's RAM deploys with its container storage
@@ -63,5 +32,5 @@ test('QEMU: ramdisk boots, heartbeats, deploys a bootc image, powers off; the di
 const BIG_LAYER = process.env.BOOTC_AGENT_QEMU_BIG_LAYER;
 const bigReason = reason ?? (BIG_LAYER ? undefined : 'an image larger than the VM\'s 2 GiB takes ~30 min under TCG: BOOTC_AGENT_QEMU_BIG_LAYER=1900 runs it (CI sets it)');
 test('QEMU: an image larger than the VM\'s RAM deploys with the container storage on the disk, and the disk boots', { skip: bigReason ?? false, timeout: 120 * 60_000 }, async (t) => {
-  await runScript(t, ['--skip-failures', '--big-layer', BIG_LAYER!, '--memory', '2048']);
+  await runQemuScript(t, 'scripts/qemu-deploy-test', ['--skip-failures', '--big-layer', BIG_LAYER!, '--memory', '2048']);
 });
