@@ -43,7 +43,7 @@ import {
   STANDIN_BOOTC_VERSION, STANDIN_CANARIES, STANDIN_PULL_SECRET, STANDIN_REGISTRY_USERNAME,
 } from '../helpers/standin-image.ts';
 import { layMarkerTable, partitionLines } from '../helpers/loop.ts';
-import { probe, sh, toolMissing } from '../helpers/tools.ts';
+import { probe, runCleanups, sh, toolMissing } from '../helpers/tools.ts';
 
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
@@ -188,13 +188,7 @@ describe('execute_bootc_install end to end (stand-in image, real registry, loop 
   after(async () => {
     // podman records every pulled reference as a name of the (shared) image: drop ours.
     for (const ref of pulled) probe('podman', ['rmi', '--', ref]);
-    for (const cleanup of cleanups.reverse()) {
-      try {
-        await cleanup();
-      } catch (err) {
-        console.error('cleanup failed:', err);
-      }
-    }
+    await runCleanups(cleanups);
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 

@@ -42,7 +42,7 @@ import { buildIso } from '../configdrive/fixtures.ts';
 import type { TestRegistry } from '../helpers/registry.ts';
 import { buildStandinImages, buildStandinVariant, pushStandin, standinUnavailable, startStandinRegistry, STANDIN_PULL_SECRET } from '../helpers/standin-image.ts';
 import { layMarkerTable, partitionLines } from '../helpers/loop.ts';
-import { probe, sh, toolMissing } from '../helpers/tools.ts';
+import { probe, runCleanups, sh, toolMissing } from '../helpers/tools.ts';
 import { createMemoryCgroup, memoryCgroupUnavailable, podmanInCgroup, type MemoryCgroup } from './memory-cgroup.ts';
 
 const MiB = 2 ** 20;
@@ -124,13 +124,7 @@ describe('a deploy under a memory cgroup smaller than the image (issue 14)', { c
   });
 
   after(async () => {
-    for (const cleanup of cleanups.reverse()) {
-      try {
-        await cleanup();
-      } catch (err) {
-        console.error('cleanup failed:', err);
-      }
-    }
+    await runCleanups(cleanups);
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 

@@ -28,7 +28,7 @@ import {
   buildStandinImages, pushStandin, standinUnavailable, startStandinRegistry, STANDIN_PULL_SECRET,
 } from '../helpers/standin-image.ts';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts';
-import { probe, toolMissing } from '../helpers/tools.ts';
+import { probe, runCleanups, toolMissing } from '../helpers/tools.ts';
 
 function skipReason(): string | undefined {
   return standinUnavailable() ?? toolMissing('genisoimage', 'sgdisk', 'blkid') ?? (process.arch !== 'x64' ? 'the stand-in layout is x86_64' : undefined);
@@ -60,7 +60,7 @@ describe('execute_bootc_install through a node\'s registry mirror', { skip: skip
 
   after(async () => {
     for (const ref of pulled) probe('podman', ['rmi', '--', ref]);
-    for (const c of cleanups.reverse()) await Promise.resolve().then(c).catch((err: unknown) => console.error('cleanup failed:', err));
+    await runCleanups(cleanups);
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 

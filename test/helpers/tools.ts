@@ -35,3 +35,14 @@ export function probe(file: string, args: readonly string[]): { status: number; 
     return { status: e.status ?? -1, stdout: e.stdout ?? '' };
   }
 }
+
+/** Runs a suite's clean-ups last-first; one that fails is logged and the others still run. */
+export async function runCleanups(cleanups: (() => Promise<unknown> | unknown)[]): Promise<void> {
+  for (const cleanup of cleanups.reverse()) {
+    try {
+      await cleanup();
+    } catch (err) {
+      console.error('cleanup failed:', err);
+    }
+  }
+}
