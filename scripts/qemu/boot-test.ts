@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startFakeConductor, type FakeConductor } from '../../test/helpers/fake-conductor.ts';
 import { freePort } from '../../test/helpers/registry.ts';
-import { GUEST_HOST_IP, VM_MAC, isVmArch, ramdiskIsFresh, serialConsole, startVm, vmMissingPackages, type Vm, type VmArch } from './vm.ts';
+import { dumpAgentState, GUEST_HOST_IP, VM_MAC, isVmArch, ramdiskIsFresh, serialConsole, startVm, vmMissingPackages, type Vm, type VmArch } from './vm.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const MiB = 1024 * 1024;
@@ -97,15 +97,6 @@ function buildRamdisk(o: Options): Promise<void> {
   });
 }
 
-/** Asks the ramdisk's serial root shell for the agent's state; the answer lands in the serial log. */
-async function debugDump(vm: Vm): Promise<void> {
-  log('   asking the guest for its state over the serial console …');
-  vm.type('');
-  vm.type("echo '=== DEBUG ==='; systemctl --no-pager status bootc-agent systemd-networkd-wait-online | cat; ip -br addr; "
-    + "systemctl --no-pager list-jobs | cat; journalctl -b --no-pager -u bootc-agent | tail -n 40; echo '=== END ==='");
-  await Promise.race([vm.waitFor(/=== END ===\s*\n[^]*=== END ===/, 60_000, 'debug dump').catch(() => undefined), vm.exited]);
-}
-
 interface Summary {
   arch: VmArch; ok: boolean; kernelMiB: number; initramfsMiB: number; lookupSeconds?: number; heartbeatSeconds?: number;
   agentVersion?: string; agentUrl?: string; kernelRelease?: string; error?: string;
@@ -134,7 +125,7 @@ async function bootToHeartbeat(o: Options, work: string, conductor: FakeConducto
   while (conductor.acceptedHeartbeats.length === 0) {
     if (vm.child.exitCode !== null || vm.child.signalCode !== null) fail(`the VM exited before heartbeating (serial log ${vm.logPath})`);
     if (Date.now() - vm.startedAt > o.timeoutMs) {
-      await debugDump(vm);
+      await dumpAgentState(vm, log, 60_000, 40);
       fail(`no accepted heartbeat within ${o.timeoutMs / 1000} s (serial log ${vm.logPath}); lookups: ${conductor.lookups.length}, heartbeats: ${conductor.heartbeats.map((h) => `${h.status} ${h.error ?? ''}`).join('; ')}`);
     }
     if (Date.now() - lastReport > 30_000) {

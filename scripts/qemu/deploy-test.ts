@@ -36,7 +36,7 @@ import { parseArgs, promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { startFakeConductor, type FakeConductor, type StepDecision } from '../../test/helpers/fake-conductor.ts';
 import { startGuestRegistry, type GuestRegistry } from './registry.ts';
-import { GUEST_HOST_IP, ramdiskIsFresh, startVm as startQemu, VM_MAC as MAC, type Vm as QemuVm, type VmOptions } from './vm.ts';
+import { dumpAgentState, GUEST_HOST_IP, ramdiskIsFresh, startVm as startQemu, VM_MAC as MAC, type Vm as QemuVm, type VmOptions } from './vm.ts';
 import { freePort } from '../../test/helpers/registry.ts';
 
 const run = promisify(execFile);
@@ -189,15 +189,6 @@ async function sampleGuestMemory(vm: Vm): Promise<void> {
 
 function memUsedMiB(s: MemSample): number {
   return Math.round((s.totalKiB - s.availableKiB) / 1024);
-}
-
-/** Asks the ramdisk's serial root shell for the agent's state; the answer lands in the serial log. */
-async function debugDump(vm: Vm): Promise<void> {
-  log('   asking the guest for its state over the serial console …');
-  vm.type('');
-  vm.type("echo '=== DEBUG ==='; systemctl --no-pager status bootc-agent systemd-networkd-wait-online | cat; networkctl --no-pager | cat; ip -br addr; "
-    + "systemctl --no-pager list-jobs | cat; journalctl -b --no-pager -u bootc-agent | tail -n 60; echo '=== END ==='");
-  await Promise.race([vm.waitFor(/=== END ===\s*\n[^]*=== END ===/, 120_000, 'debug dump').catch(() => undefined), vm.exited]);
 }
 
 // ---- disk inspection (host side, raw image) ----------------------------------------------------
@@ -484,7 +475,7 @@ async function main(): Promise<number> {
         log(`   waiting: ${conductor.lookups.length} lookup(s), ${conductor.heartbeats.length} heartbeat(s)${last ? `, last ${last.method} ${last.path} → ${last.status} ${last.error ?? ''}` : ''}`);
       }
       if (vm.child.exitCode !== null) fail(`the VM exited before heartbeating (serial log ${vm.logPath})`);
-      if (Date.now() - started > 15 * 60_000) await debugDump(vm);
+      if (Date.now() - started > 15 * 60_000) await dumpAgentState(vm, log, 120_000, 60);
       if (Date.now() - started > 15 * 60_000) fail(`no accepted heartbeat within 15 min (serial log ${vm.logPath}); lookups seen: ${conductor.lookups.length}, heartbeats: ${conductor.heartbeats.map((h) => `${h.status} ${h.error ?? ''}`).join('; ')}`);
       await sleep(500);
     }

@@ -190,6 +190,18 @@ export function startVm(options: VmOptions): Vm {
   };
 }
 
+/**
+ * Asks the ramdisk's serial root shell (bootc-agent-autologin=1) for the agent's state, for a
+ * boot that did not heartbeat; the answer lands in the serial log. Waits up to `timeoutMs`.
+ */
+export async function dumpAgentState(vm: Vm, log: (message: string) => void, timeoutMs: number, journalLines: number): Promise<void> {
+  log('   asking the guest for its state over the serial console …');
+  vm.type('');
+  vm.type("echo '=== DEBUG ==='; systemctl --no-pager status bootc-agent systemd-networkd-wait-online | cat; networkctl --no-pager | cat; ip -br addr; "
+    + `systemctl --no-pager list-jobs | cat; journalctl -b --no-pager -u bootc-agent | tail -n ${journalLines}; echo '=== END ==='`);
+  await Promise.race([vm.waitFor(/=== END ===\s*\n[^]*=== END ===/, timeoutMs, 'debug dump').catch(() => undefined), vm.exited]);
+}
+
 /** A writable copy of the firmware's variable store for one VM (AAVMF's is 64 MiB, mostly zeros). */
 function freshVars(arch: VmArch, work: string, name: string): string {
   const vars = join(work, `${name}-UEFI_VARS.fd`);
