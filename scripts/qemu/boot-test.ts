@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startFakeConductor, type FakeConductor } from '../../test/helpers/fake-conductor.ts';
 import { freePort } from '../../test/helpers/registry.ts';
-import { dumpAgentState, GUEST_HOST_IP, VM_MAC, isVmArch, ramdiskIsFresh, serialConsole, startVm, vmMissingPackages, type Vm, type VmArch } from './vm.ts';
+import { dumpAgentState, GUEST_HOST_IP, VM_MAC, isVmArch, ramdiskIsFresh, serialConsole, startVm, vmMissingPackages, type VmArch } from './vm.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const MiB = 1024 * 1024;
